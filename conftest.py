@@ -1,0 +1,5 @@
+"""Root conftest: quiet structlog on stderr for doctests and tests alike."""
+
+from streams.logs import configure
+
+configure(level="WARNING")

@@ -1,0 +1,263 @@
+"""Ingest: raw bytes -> validated row (stage 1), then de-duplication and sessions per device (stage 2).
+
+Stage 1 (:class:`RowBuilder`) needs no state, so in Kafka mode it runs on whatever partition the raw
+event arrived on. Stage 2 (:class:`Sessionizer`) keeps a :class:`DeviceState` per device, so its input is
+re-keyed by device first; the embedded runner calls both stages back to back with a dict as the table.
+
+Deduplication is on ``messageId`` within a device, remembering where each id was first seen. The same id
+from the same ``source`` is a replay of that very input after a crash (at-least-once delivery) and is
+processed again, idempotently; from another source it is a duplicate and goes to the failed stream.
+
+Sessions: a new session starts after ``session_gap`` of inactivity on the device, in event time. A late
+event joins whichever of the device's recent sessions it falls within (``session_gap`` either side).
+
+>>> from datetime import datetime, UTC
+>>> build, sessionize = RowBuilder(), Sessionizer()
+>>> raw = b'{"type":"page","messageId":"m1","anonymousId":"d1","timestamp":"2026-11-01T10:00:00Z"}'
+>>> row = build(raw, source="f:1", received_at=datetime(2026, 11, 1, 10, tzinfo=UTC))
+>>> state, out = sessionize(row, raw, None)
+>>> out.session_id == state.sessions[-1].session_id, out.channel
+(True, 'direct')
+>>> _, again = sessionize(build(raw, source="f:2", received_at=row.received_at), raw, state)
+>>> again.stage, again.error
+('dedupe', 'duplicate messageId, first seen at f:1')
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from models.channels import ChannelClassifier
+from schemas.errors import EventError
+from schemas.records import EventRow, FailedEvent
+from schemas.segment import (
+    AliasEvent,
+    Event,
+    GroupEvent,
+    IdentifyEvent,
+    PageEvent,
+    ScreenEvent,
+    TrackEvent,
+    parse_event,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ms(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _to_ms_precision(value: datetime) -> datetime:
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+
+def _message_id_of(raw: bytes) -> str:
+    # Best effort, for failed events only: the id lets an operator find the retry of a rejected event.
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ""
+    mid = data.get("messageId") if isinstance(data, dict) else None
+    return mid[:256] if isinstance(mid, str) else ""
+
+
+class RowBuilder:
+    """Stage 1: parse, validate, stamp ``received_at``, correct clock skew, flatten to an :class:`EventRow`.
+
+    ``received_at`` is the transport's receive time; an event that already carries ``receivedAt`` (set by
+    a collector at the edge, as Segment does) keeps it.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, raw: bytes, *, source: str, received_at: datetime) -> EventRow | FailedEvent:
+        try:
+            event = parse_event(raw)
+        except EventError as e:
+            return FailedEvent(
+                message_id=_message_id_of(raw) if e.stage != "size" else "",
+                stage=e.stage,
+                error=str(e),
+                raw=raw,
+                source=source,
+                received_at=_to_ms_precision(received_at),
+            )
+        return self.row(event, source=source, received_at=event.received_at or received_at)
+
+    @staticmethod
+    def row(event: Event, *, source: str, received_at: datetime) -> EventRow:
+        ctx = event.context
+        page = ctx.page
+        campaign = ctx.campaign
+        name = ""
+        properties: dict[str, object] = {}
+        traits = ctx.traits or {}
+        order_id, revenue, currency = "", None, ""
+        if isinstance(event, TrackEvent):
+            name, properties = event.event, event.properties
+            commerce = event.commerce
+            if commerce is not None and event.event == "Order Completed":
+                order_id = commerce.order_id  # type: ignore[attr-defined]
+                revenue = commerce.normalised_revenue  # type: ignore[attr-defined]
+                currency = commerce.normalised_currency  # type: ignore[attr-defined]
+        elif isinstance(event, PageEvent | ScreenEvent):
+            name, properties = event.name or "", event.properties
+        elif isinstance(event, IdentifyEvent | GroupEvent):
+            traits = event.traits
+        elif isinstance(event, AliasEvent):
+            properties = {"previous_id": event.previous_id}
+        consent = ctx.consent.category_preferences if ctx.consent else {}
+        return EventRow(
+            message_id=event.message_id,
+            type=event.type,
+            event=name,
+            anonymous_id=event.anonymous_id or "",
+            user_id=event.user_id or "",
+            person_id=event.user_id or event.anonymous_id or "",
+            session_id="",
+            event_at=_to_ms_precision(event.event_at(received_at)),
+            received_at=_to_ms_precision(received_at),
+            sent_at=_to_ms_precision(event.sent_at) if event.sent_at else None,
+            channel="",
+            campaign=(campaign.name or "") if campaign else "",
+            utm_source=(campaign.source or "") if campaign else "",
+            utm_medium=(campaign.medium or "") if campaign else "",
+            utm_term=(campaign.term or "") if campaign else "",
+            utm_content=(campaign.content or "") if campaign else "",
+            referrer=(page.referrer or "") if page else "",
+            page_url=(page.url or "") if page else "",
+            page_path=(page.path or "") if page else "",
+            page_title=(page.title or "") if page else "",
+            ip=ctx.ip or "",
+            user_agent=ctx.user_agent or "",
+            locale=ctx.locale or "",
+            device_type=(ctx.device.type or "") if ctx.device else "",
+            os_name=(ctx.os.name or "") if ctx.os else "",
+            order_id=order_id,
+            revenue=revenue,
+            currency=currency,
+            consent=consent,
+            properties=orjson.dumps(properties).decode() if properties else "{}",
+            traits=orjson.dumps(traits).decode() if traits else "{}",
+            source=source,
+        )
+
+
+@dataclass(slots=True)
+class SessionSpan:
+    session_id: str
+    started_ms: int
+    last_ms: int
+    channel: str
+    campaign: str
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """What stage 2 remembers per device: recent sessions (oldest first) and recent message ids.
+
+    ``seen`` maps a message id to ``(source, event ms)`` in insertion order, so expiry pops from the front.
+    """
+
+    sessions: list[SessionSpan] = field(default_factory=list)
+    seen: dict[str, tuple[str, int]] = field(default_factory=dict)
+    latest_ms: int = 0
+
+    def to_json(self) -> bytes:
+        """Compact wire form for a changelog or checkpoint.
+
+        >>> state = DeviceState([SessionSpan("s", 1, 2, "email", "c")], {"m": ("f:1", 1)}, 2)
+        >>> DeviceState.from_json(state.to_json()) == state
+        True
+        """
+        return orjson.dumps(
+            {
+                "sessions": [[s.session_id, s.started_ms, s.last_ms, s.channel, s.campaign] for s in self.sessions],
+                "seen": [[mid, src, ms] for mid, (src, ms) in self.seen.items()],
+                "latest_ms": self.latest_ms,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> DeviceState:
+        obj = orjson.loads(data)
+        return cls(
+            sessions=[SessionSpan(*s) for s in obj["sessions"]],
+            seen={mid: (src, ms) for mid, src, ms in obj["seen"]},
+            latest_ms=obj["latest_ms"],
+        )
+
+
+class Sessionizer:
+    """Stage 2: de-duplicate on ``messageId``, assign ``session_id`` and the session's channel."""
+
+    __slots__ = ("classify", "dedupe_window", "max_sessions", "session_gap")
+
+    def __init__(
+        self,
+        *,
+        session_gap: timedelta = timedelta(minutes=30),
+        dedupe_window: timedelta = timedelta(days=7),
+        max_sessions: int = 8,
+        classify: ChannelClassifier | None = None,
+    ) -> None:
+        self.session_gap = session_gap
+        self.dedupe_window = dedupe_window
+        self.max_sessions = max_sessions
+        self.classify = classify or ChannelClassifier()
+
+    def __call__(
+        self, row: EventRow, raw: bytes | str, state: DeviceState | None
+    ) -> tuple[DeviceState, EventRow | FailedEvent]:
+        state = state if state is not None else DeviceState()
+        at_ms = _ms(row.event_at)
+        first = state.seen.get(row.message_id)
+        if first is not None and first[0] != row.source:
+            failed = FailedEvent(
+                message_id=row.message_id,
+                stage="dedupe",
+                error=f"duplicate messageId, first seen at {first[0]}",
+                raw=raw.encode() if isinstance(raw, str) else raw,
+                source=row.source,
+                received_at=row.received_at,
+            )
+            return state, failed
+        if first is None:
+            state.seen[row.message_id] = (row.source, at_ms)
+            self._expire(state, at_ms)
+        span = self._session_for(row, at_ms, state)
+        row.session_id = span.session_id
+        row.channel = span.channel
+        if not row.campaign:
+            row.campaign = span.campaign
+        return state, row
+
+    def _expire(self, state: DeviceState, at_ms: int) -> None:
+        state.latest_ms = max(state.latest_ms, at_ms)
+        horizon = state.latest_ms - self.dedupe_window // timedelta(milliseconds=1)
+        seen = state.seen
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest][1] >= horizon:
+                break
+            del seen[oldest]
+
+    def _session_for(self, row: EventRow, at_ms: int, state: DeviceState) -> SessionSpan:
+        gap = self.session_gap // timedelta(milliseconds=1)
+        for span in reversed(state.sessions):
+            if span.started_ms - gap <= at_ms <= span.last_ms + gap:
+                span.started_ms = min(span.started_ms, at_ms)
+                span.last_ms = max(span.last_ms, at_ms)
+                return span
+        digest = hashlib.blake2b(f"{row.device_key}|{at_ms}".encode(), digest_size=8).hexdigest()
+        channel = self.classify(utm_source=row.utm_source, utm_medium=row.utm_medium, referrer=row.referrer)
+        span = SessionSpan(session_id=digest, started_ms=at_ms, last_ms=at_ms, channel=channel, campaign=row.campaign)
+        state.sessions.append(span)
+        state.sessions.sort(key=lambda s: s.started_ms)
+        del state.sessions[: -self.max_sessions]
+        return span

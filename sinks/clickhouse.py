@@ -1,0 +1,190 @@
+"""The ClickHouse writer: one class for a server (``http://host:8123/db``) and embedded chDB (``chdb:///path``).
+
+Both go through clickhouse-connect, so the same insert code runs against either. Inserts are synchronous,
+never ``async_insert``; each carries an ``insert_deduplication_token`` that the caller derives from the
+input's coordinates (``topic:partition:first-last`` or ``file:first-last``), so a retried or replayed batch
+is stored once. Connection trouble is retried here with exponential backoff before :class:`SinkError`.
+
+chDB allows one open database path per process: close a sink before opening another path.
+
+>>> import tempfile
+>>> with ClickHouseSink(dsn=f"chdb://{tempfile.mkdtemp()}") as sink:
+...     sink.migrate()
+...     sink.query("SELECT count() FROM events").result_rows
+[1]
+[(0,)]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+import structlog
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
+from schemas.errors import ConfigError, SinkError
+from schemas.records import EVENT_COLUMNS, FAILED_COLUMNS
+from sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE
+
+log = structlog.get_logger(__name__)
+
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {"events": EVENT_COLUMNS, "failed_events": FAILED_COLUMNS}
+_SCHEMES = ("chdb", "http", "https", "clickhouse", "clickhouses")
+# ClickHouse error codes that mean "temporarily overloaded, try the same insert again later".
+_OVERLOAD_CODES = ("Code: 202.", "Code: 252.", "Code: 241.", "Code: 159.")
+
+
+def connect(dsn: str) -> Client:
+    """Open a clickhouse-connect client for ``dsn``; a bad DSN is a one-line :class:`ConfigError`.
+
+    >>> connect("postgres://localhost/x")
+    Traceback (most recent call last):
+    ...
+    schemas.errors.ConfigError: unsupported ClickHouse DSN 'postgres://localhost/x': use chdb:///path or http://host:8123/db
+    """
+    scheme = urlsplit(dsn).scheme
+    if scheme not in _SCHEMES:
+        msg = f"unsupported ClickHouse DSN {dsn!r}: use chdb:///path or http://host:8123/db"
+        raise ConfigError(msg)
+    if scheme == "chdb":
+        path = dsn.removeprefix("chdb://")
+        if path and path != ":memory:":
+            try:
+                Path(path).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                msg = f"cannot create the embedded ClickHouse directory {path!r}: {e.strerror}"
+                raise ConfigError(msg) from e
+    try:
+        if scheme == "chdb":
+            return clickhouse_connect.get_client(dsn=dsn)
+        # No server session: a session serialises queries and breaks inserts from several threads.
+        return clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False)
+    except ClickHouseError as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = f"cannot connect to ClickHouse at {dsn!r}: {first_line}"
+        raise ConfigError(msg) from e
+
+
+class ClickHouseSink:
+    """Buffered, idempotent writer of revstream's records to their tables.
+
+    ``write(table, rows)`` buffers; ``flush(token=...)`` inserts every buffered table with the token
+    ``{token}:{table}`` and empties the buffers, also when an insert fails.
+    """
+
+    def __init__(
+        self,
+        *,
+        dsn: str | None = None,
+        client: Client | None = None,
+        retries: int = 5,
+        backoff: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if client is None:
+            if dsn is None:
+                msg = "ClickHouseSink needs a dsn or a client"
+                raise ConfigError(msg)
+            client = connect(dsn)
+        self.dsn = dsn
+        self.retries = retries
+        self.backoff = backoff
+        self._client = client
+        self._sleep = sleep
+        self._buffers: dict[str, list[object]] = {}
+        self._columns = TABLE_COLUMNS
+        self._getters = {table: attrgetter(*cols) for table, cols in self._columns.items()}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations not yet recorded; returns the versions applied now."""
+        self._client.command(MIGRATIONS_TABLE)
+        done = {row[0] for row in self._client.query("SELECT version FROM schema_migrations").result_rows}
+        applied = []
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            for statement in migration.statements:
+                self._client.command(statement)
+            self._client.insert(
+                "schema_migrations", [[migration.version, migration.name]], column_names=["version", "name"]
+            )
+            applied.append(migration.version)
+            log.info("migration applied", version=migration.version, name=migration.name)
+        return applied
+
+    def write(self, table: str, rows: Sequence[object]) -> None:
+        if table not in self._columns:
+            msg = f"unknown table {table!r}"
+            raise SinkError(msg)
+        self._buffers.setdefault(table, []).extend(rows)
+
+    def flush(self, *, token: str) -> int:
+        """Insert everything buffered; returns the number of rows written."""
+        written = 0
+        try:
+            for table, rows in self._buffers.items():
+                if rows:
+                    self.insert(table, rows, token=f"{token}:{table}")
+                    written += len(rows)
+        finally:
+            self._buffers.clear()
+        return written
+
+    def insert(self, table: str, rows: Sequence[object], *, token: str) -> None:
+        """One insert with retries; the same ``token`` makes a retried insert a no-op on the server."""
+        getter = self._getters[table]
+        data = [getter(row) for row in rows]
+        settings: dict[str, Any] = {"insert_deduplication_token": token, "async_insert": 0}
+        attempt = 0
+        while True:
+            try:
+                self._client.insert(table, data, column_names=self._columns[table], settings=settings)
+            except (OperationalError, DatabaseError) as e:
+                overloaded = isinstance(e, OperationalError) or any(c in str(e) for c in _OVERLOAD_CODES)
+                if not overloaded:
+                    msg = f"insert into {table} failed: {_first_line(e)}"
+                    raise SinkError(msg) from e
+                if attempt >= self.retries:
+                    msg = f"insert into {table} failed after {attempt + 1} attempts: {_first_line(e)}"
+                    raise SinkError(msg, retry_after=self.backoff * 2**attempt) from e
+                delay = self.backoff * 2**attempt
+                log.warning("insert retry", table=table, attempt=attempt + 1, delay=delay, error=_first_line(e))
+                self._sleep(delay)
+                attempt += 1
+            else:
+                return
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._client.query(sql, parameters=parameters)
+        except ClickHouseError as e:
+            msg = f"query failed: {_first_line(e)}"
+            raise SinkError(msg) from e
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:500] if text else type(error).__name__

@@ -1,0 +1,96 @@
+"""Versioned DDL for every warehouse table, applied in order and recorded in ``schema_migrations``.
+
+Append a new :class:`Migration` to change the schema; never edit one that has shipped. Tables that take
+batched inserts set ``non_replicated_deduplication_window`` so that a retried insert carrying the same
+``insert_deduplication_token`` is stored once, and use ``ReplacingMergeTree`` keyed on the row's identity
+as a second line of defence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEDUP_WINDOW = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "events and failed_events",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS events (
+                message_id String,
+                type LowCardinality(String),
+                event LowCardinality(String),
+                anonymous_id String,
+                user_id String,
+                person_id String,
+                session_id String,
+                event_at DateTime64(3, 'UTC'),
+                received_at DateTime64(3, 'UTC'),
+                sent_at Nullable(DateTime64(3, 'UTC')),
+                channel LowCardinality(String),
+                campaign String,
+                utm_source String,
+                utm_medium String,
+                utm_term String,
+                utm_content String,
+                referrer String,
+                page_url String,
+                page_path String,
+                page_title String,
+                ip String,
+                user_agent String,
+                locale LowCardinality(String),
+                device_type LowCardinality(String),
+                os_name LowCardinality(String),
+                order_id String,
+                revenue Nullable(Float64),
+                currency LowCardinality(String),
+                consent Map(String, Bool),
+                properties String,
+                traits String,
+                source String,
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMM(event_at)
+            ORDER BY (toDate(event_at), type, event, message_id)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS failed_events (
+                message_id String,
+                stage LowCardinality(String),
+                error String,
+                raw String,
+                source String,
+                received_at DateTime64(3, 'UTC'),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMM(received_at)
+            ORDER BY (stage, source)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+        ),
+    ),
+)
+
+MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32,
+    name String,
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY version
+"""

@@ -1,0 +1,190 @@
+"""The ``revstream`` command line.
+
+Every failure a user can cause (a wrong flag, path, DSN or setting) is one line on stderr and a non-zero
+exit code, never a traceback. Progress bars go to stderr; results go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from schemas.errors import ConfigError, RevstreamError
+from streams.logs import configure
+from streams.settings import Settings, load_settings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"expected a whole number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value < 1:
+        msg = f"expected a number >= 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"expected a number between 0 and 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0.0 <= value <= 1.0:
+        msg = f"expected a number between 0 and 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dsn", help="ClickHouse DSN (chdb:///path or http://host:8123/db); "
+                        "default $REVSTREAM_CLICKHOUSE_DSN or chdb://./revstream-data/warehouse")  # fmt: skip
+    common.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+
+    parser = _Parser(
+        prog="revstream",
+        description="Real-time revenue intelligence: Segment events in, Kafka through Faust, ClickHouse out.",
+        epilog="Settings come from REVSTREAM_* environment variables (see README); flags override them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    demo = sub.add_parser("demo", parents=[common], help="simulate traffic and run it through the embedded pipeline",
+                          description="Generate traffic with the simulator, run it through the embedded pipeline "
+                          "into chDB and print a summary. Needs no server.")  # fmt: skip
+    demo.add_argument("--users", type=_positive_int, default=2000, help="simulated people (default 2000)")
+    demo.add_argument("--days", type=_positive_int, default=14, help="simulated days (default 14)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--malformed-rate", type=_rate, default=0.01, help="share of broken events (default 0.01)")
+
+    replay = sub.add_parser("replay", parents=[common], help="run an NDJSON file of Segment events (or -) embedded",
+                            description="Run NDJSON Segment events from FILE (or - for stdin) through the embedded "
+                            "pipeline into ClickHouse. Replaying the same file again writes nothing twice.")  # fmt: skip
+    replay.add_argument("file", help="NDJSON file, one Segment event a line, or - for stdin")
+
+    simulate = sub.add_parser("simulate", parents=[common], help="write simulated Segment traffic and its truth",
+                              description="Write realistic, deterministic Segment-spec traffic as NDJSON (or to "
+                              "Kafka) plus a ground-truth JSON file and marketing spend records.")  # fmt: skip
+    simulate.add_argument("--users", type=_positive_int, default=1000, help="people (default 1000)")
+    simulate.add_argument("--days", type=_positive_int, default=30, help="days of traffic (default 30)")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    simulate.add_argument("--out", type=Path, default=Path("events.ndjson"), help="events file (default events.ndjson)")
+    simulate.add_argument("--truth", type=Path, default=Path("truth.json"), help="ground truth (default truth.json)")
+    simulate.add_argument("--spend", type=Path, default=Path("spend.ndjson"), help="spend records (default spend.ndjson)")
+    simulate.add_argument("--malformed-rate", type=_rate, default=0.0, help="share of broken events (default 0)")
+    simulate.add_argument("--to-kafka", action="store_true", help="produce events to the events.raw topic instead of --out")
+
+    sql = sub.add_parser("sql", parents=[common], help="query the warehouse",
+                         description="Run a SQL query against the same warehouse the demo and worker write.")  # fmt: skip
+    sql.add_argument("query", help='e.g. "SELECT channel, count() FROM events GROUP BY channel"')
+    sql.add_argument("--format", choices=("table", "tsv", "json"), default="table", help="output format (default table)")
+
+    sub.add_parser("worker", parents=[common], help="run the Faust worker (Kafka mode)",
+                   description="Start a Faust worker: consumes events.raw and writes to ClickHouse. "
+                   "Brokers from REVSTREAM_BROKERS (default 127.0.0.1:19092).")  # fmt: skip
+    sub.add_parser("migrate", parents=[common], help="create or upgrade the warehouse tables")
+    sub.add_parser("topics", parents=[common], help="create the Kafka topics with the configured partitions")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(clickhouse_dsn=args.dsn, log_level=args.log_level)
+        configure(level=settings.log_level, json=settings.log_json)
+        return COMMANDS[args.command](args, settings)
+    except RevstreamError as e:
+        print(f"revstream: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("revstream: interrupted", file=sys.stderr)
+        return 130
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import demo
+
+    return demo(settings, users=args.users, days=args.days, seed=args.seed, malformed_rate=args.malformed_rate)
+
+
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import replay
+
+    if args.file != "-":
+        path = Path(args.file)
+        if not path.exists():
+            msg = f"no such file: {args.file}"
+            raise ConfigError(msg)
+        if not path.is_file():
+            msg = f"not a file: {args.file}"
+            raise ConfigError(msg)
+    return replay(settings, args.file)
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import simulate
+
+    for flag, path in (("--out", args.out), ("--truth", args.truth), ("--spend", args.spend)):
+        if not path.parent.is_dir():
+            msg = f"{flag}: directory does not exist: {path.parent}"
+            raise ConfigError(msg)
+    return simulate(
+        settings,
+        users=args.users,
+        days=args.days,
+        seed=args.seed,
+        malformed_rate=args.malformed_rate,
+        out=None if args.to_kafka else args.out,
+        truth=args.truth,
+        spend=args.spend,
+    )
+
+
+def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import sql
+
+    return sql(settings, args.query, fmt=args.format)
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import worker
+
+    return worker(settings)
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import migrate
+
+    return migrate(settings)
+
+
+def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.kafka import ensure_topics
+
+    for name in ensure_topics(settings):
+        print(name)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "demo": _cmd_demo,
+    "replay": _cmd_replay,
+    "simulate": _cmd_simulate,
+    "sql": _cmd_sql,
+    "worker": _cmd_worker,
+    "migrate": _cmd_migrate,
+    "topics": _cmd_topics,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

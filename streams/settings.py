@@ -1,0 +1,69 @@
+"""One frozen settings object, built at the entry point from ``REVSTREAM_*`` variables and flags.
+
+>>> s = Settings(topic_prefix="shop")
+>>> s.topic("events.raw"), s.kafka_bootstrap
+('shop.events.raw', '127.0.0.1:19092')
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.errors import ConfigError
+
+
+def _default_dsn() -> str:
+    return f"chdb://{Path.cwd() / 'revstream-data' / 'warehouse'}"
+
+
+class Settings(BaseSettings):
+    """Every knob of a deployment; library classes receive the parts they need as keyword arguments."""
+
+    model_config = SettingsConfigDict(env_prefix="REVSTREAM_", frozen=True, extra="forbid")
+
+    brokers: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, comma separated")
+    clickhouse_dsn: str = Field(default_factory=_default_dsn, description="chdb:///path or http://host:8123/db")
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")] = "revstream"
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 4
+    app_id: str = "revstream"
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / "revstream-data")
+    session_gap_minutes: Annotated[int, Field(ge=1)] = 30
+    dedupe_window_days: Annotated[int, Field(ge=1)] = 7
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    batch_seconds: Annotated[float, Field(gt=0)] = 1.0
+    web_port: Annotated[int, Field(ge=0, le=65535)] = 6066
+    web_enabled: bool = False
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.brokers.removeprefix("kafka://")
+
+    @property
+    def session_gap(self) -> timedelta:
+        return timedelta(minutes=self.session_gap_minutes)
+
+    @property
+    def dedupe_window(self) -> timedelta:
+        return timedelta(days=self.dedupe_window_days)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment plus non-``None`` overrides; errors become one-line ConfigErrors."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        msg = f"invalid setting {where} (REVSTREAM_{where.upper()}): {first['msg']}"
+        raise ConfigError(msg) from e
