@@ -17,13 +17,15 @@ chDB allows one open database path per process: close a sink before opening anot
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import clickhouse_connect
 import structlog
@@ -38,39 +40,57 @@ log = structlog.get_logger(__name__)
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {"events": EVENT_COLUMNS, "failed_events": FAILED_COLUMNS}
 _SCHEMES = ("chdb", "http", "https", "clickhouse", "clickhouses")
+_DATABASE_NAME = re.compile(r"[A-Za-z0-9_]+")
 # ClickHouse error codes that mean "temporarily overloaded, try the same insert again later".
 _OVERLOAD_CODES = ("Code: 202.", "Code: 252.", "Code: 241.", "Code: 159.")
 
 
 def connect(dsn: str) -> Client:
-    """Open a clickhouse-connect client for ``dsn``; a bad DSN is a one-line :class:`ConfigError`.
+    """Open a clickhouse-connect client for ``dsn``, creating its database if missing.
+
+    A bad DSN is a one-line :class:`ConfigError`:
 
     >>> connect("postgres://localhost/x")
     Traceback (most recent call last):
     ...
     schemas.errors.ConfigError: unsupported ClickHouse DSN 'postgres://localhost/x': use chdb:///path or http://host:8123/db
     """
-    scheme = urlsplit(dsn).scheme
-    if scheme not in _SCHEMES:
+    parts = urlsplit(dsn)
+    if parts.scheme not in _SCHEMES:
         msg = f"unsupported ClickHouse DSN {dsn!r}: use chdb:///path or http://host:8123/db"
         raise ConfigError(msg)
-    if scheme == "chdb":
-        path = dsn.removeprefix("chdb://")
+    query = parse_qs(parts.query)
+    if parts.scheme == "chdb":
+        path = parts.path
         if path and path != ":memory:":
             try:
                 Path(path).mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 msg = f"cannot create the embedded ClickHouse directory {path!r}: {e.strerror}"
                 raise ConfigError(msg) from e
+        database = query.pop("database", [""])[0]
+        server = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+    else:
+        database = parts.path.strip("/")
+        server = urlunsplit(parts._replace(path="/"))
+    if database and not _DATABASE_NAME.fullmatch(database):
+        msg = f"invalid database name {database!r} in DSN: use letters, digits and _"
+        raise ConfigError(msg)
     try:
-        if scheme == "chdb":
-            return clickhouse_connect.get_client(dsn=dsn)
-        # No server session: a session serialises queries and breaks inserts from several threads.
-        return clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False)
+        if database:
+            with closing(_client(server, parts.scheme)) as bootstrap:
+                bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        return _client(dsn, parts.scheme)
     except ClickHouseError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        msg = f"cannot connect to ClickHouse at {dsn!r}: {first_line}"
+        msg = f"cannot connect to ClickHouse at {dsn!r}: {_first_line(e)}"
         raise ConfigError(msg) from e
+
+
+def _client(dsn: str, scheme: str) -> Client:
+    if scheme == "chdb":
+        return clickhouse_connect.get_client(dsn=dsn)
+    # No server session: a session serialises queries and breaks inserts from several threads.
+    return clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False)
 
 
 class ClickHouseSink:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
@@ -111,7 +111,8 @@ def create_app(settings: Settings) -> faust.App:
     async def warehouse(stream: faust.StreamT[bytes]) -> None:
         sink = await asyncio.to_thread(_open_sink, settings.clickhouse_dsn)
         try:
-            async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            batches = cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=settings.batch_seconds)
+            async for batch in batches:
                 await _write_batch(sink, batch, valid_topic.get_topic_name())
         finally:
             await asyncio.to_thread(sink.close)
@@ -144,5 +145,5 @@ async def _write_batch(sink: ClickHouseSink, batch: Any, valid_topic: str) -> No
             except SinkError as e:
                 # Never ack what is not stored: back off and retry the same batch with the same token.
                 delay = e.retry_after or 5.0
-                log.error("warehouse insert failed; retrying", table=table, token=token, error=str(e), delay=delay)
+                log.warning("warehouse insert failed; retrying", table=table, token=token, error=str(e), delay=delay)
                 await asyncio.sleep(delay)

@@ -47,7 +47,7 @@ def _rate(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--dsn", help="ClickHouse DSN (chdb:///path or http://host:8123/db); "
                         "default $REVSTREAM_CLICKHOUSE_DSN or chdb://./revstream-data/warehouse")  # fmt: skip
     common.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", parents=[common], help="run an NDJSON file of Segment events (or -) embedded",
                             description="Run NDJSON Segment events from FILE (or - for stdin) through the embedded "
-                            "pipeline into ClickHouse. Replaying the same file again writes nothing twice.")  # fmt: skip
+                            "pipeline into ClickHouse. Replays are idempotent.")  # fmt: skip
     replay.add_argument("file", help="NDJSON file, one Segment event a line, or - for stdin")
 
     simulate = sub.add_parser("simulate", parents=[common], help="write simulated Segment traffic and its truth",
@@ -80,14 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
     simulate.add_argument("--out", type=Path, default=Path("events.ndjson"), help="events file (default events.ndjson)")
     simulate.add_argument("--truth", type=Path, default=Path("truth.json"), help="ground truth (default truth.json)")
-    simulate.add_argument("--spend", type=Path, default=Path("spend.ndjson"), help="spend records (default spend.ndjson)")
+    simulate.add_argument(
+        "--spend", type=Path, default=Path("spend.ndjson"), help="spend records (default spend.ndjson)"
+    )
     simulate.add_argument("--malformed-rate", type=_rate, default=0.0, help="share of broken events (default 0)")
-    simulate.add_argument("--to-kafka", action="store_true", help="produce events to the events.raw topic instead of --out")
+    simulate.add_argument(
+        "--to-kafka", action="store_true", help="produce events to the events.raw topic instead of --out"
+    )
 
     sql = sub.add_parser("sql", parents=[common], help="query the warehouse",
-                         description="Run a SQL query against the same warehouse the demo and worker write.")  # fmt: skip
+                         description="Query the warehouse that the demo and the worker write.")  # fmt: skip
     sql.add_argument("query", help='e.g. "SELECT channel, count() FROM events GROUP BY channel"')
-    sql.add_argument("--format", choices=("table", "tsv", "json"), default="table", help="output format (default table)")
+    sql.add_argument(
+        "--format", choices=("table", "tsv", "json"), default="table", help="output format (default table)"
+    )
 
     sub.add_parser("worker", parents=[common], help="run the Faust worker (Kafka mode)",
                    description="Start a Faust worker: consumes events.raw and writes to ClickHouse. "

@@ -142,7 +142,7 @@ def demo(settings: Settings, *, users: int, days: int, seed: int, malformed_rate
     summary = run_embedded(settings, inputs, total=None)
     with ClickHouseSink(dsn=settings.clickhouse_dsn) as sink:
         print_summary(sink, summary, prefix=f"{name}:")
-    print(f"warehouse: {settings.clickhouse_dsn}  (query it: revstream sql \"SELECT ...\")")
+    print(f'warehouse: {settings.clickhouse_dsn}  (query it: revstream sql "SELECT ...")')
     return 0
 
 

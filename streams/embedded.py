@@ -62,9 +62,7 @@ class EmbeddedRunner:
         self.clock = clock
         self.devices: dict[str, DeviceState] = {}
 
-    def run(
-        self, inputs: Iterable[tuple[str, bytes]], *, progress: Callable[[int], None] | None = None
-    ) -> RunSummary:
+    def run(self, inputs: Iterable[tuple[str, bytes]], *, progress: Callable[[int], None] | None = None) -> RunSummary:
         summary = RunSummary()
         parse, sessionize, devices = self.pipeline.parse, self.pipeline.sessionize, self.devices
         valid: list[object] = []
@@ -95,7 +93,7 @@ class EmbeddedRunner:
         return summary
 
     def _flush(self, valid: list[object], failed: list[FailedEvent], first: str, last: str) -> None:
-        self.sink.write("events", valid)  # type: ignore[arg-type]
+        self.sink.write("events", valid)
         self.sink.write("failed_events", failed)
         try:
             self.sink.flush(token=f"{first}-{last.rsplit(':', 1)[-1]}")

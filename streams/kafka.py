@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterable
 
 import orjson
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from schemas.errors import ConfigError
 from streams.settings import Settings

@@ -8,6 +8,11 @@ import sys
 import structlog
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    # Looked up at each call, not bound once: stderr may be replaced (pytest capture, daemonisation).
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(*, level: str = "INFO", json: bool = False) -> None:
     """Route structlog (and stdlib logging) to stderr at ``level``; stdout stays for command output."""
     numeric = logging.getLevelName(level.upper())
@@ -21,7 +26,7 @@ def configure(*, level: str = "INFO", json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")

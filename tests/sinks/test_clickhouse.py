@@ -1,0 +1,125 @@
+"""The sink against the real ClickHouse engine (chDB), and its retry logic with a failing client double."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+from schemas import ConfigError, FailedEvent, SinkError
+from schemas.records import EXAMPLE_ROW
+from sinks import MIGRATIONS, ClickHouseSink, connect
+
+
+def rows(n: int, prefix: str = "m") -> list[object]:
+    return [dataclasses.replace(EXAMPLE_ROW, message_id=f"{prefix}{i}", source=f"f:{i}") for i in range(n)]
+
+
+def test_migrations_are_recorded_and_applied_once(warehouse_dsn: str) -> None:
+    with ClickHouseSink(dsn=warehouse_dsn) as sink:
+        assert sink.migrate() == [m.version for m in MIGRATIONS]
+        assert sink.migrate() == []
+        tables = {
+            r[0] for r in sink.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows
+        }
+    assert {"events", "failed_events", "schema_migrations"} <= tables
+
+
+def test_rows_round_trip_with_types(warehouse_dsn: str) -> None:
+    with ClickHouseSink(dsn=warehouse_dsn) as sink:
+        sink.migrate()
+        sink.write("events", rows(3))
+        failed = FailedEvent(
+            message_id="", stage="parse", error="bad", raw=b"\xff{", source="f:9", received_at=datetime.now(UTC)
+        )
+        sink.write("failed_events", [failed])
+        assert sink.flush(token="f:0-9") == 4
+        got = sink.query("SELECT message_id, event_at, revenue, consent FROM events ORDER BY message_id").result_rows
+        raw = sink.query("SELECT hex(raw) FROM failed_events").result_rows
+    assert [r[0] for r in got] == ["m0", "m1", "m2"]
+    assert got[0][1].replace(tzinfo=UTC) == EXAMPLE_ROW.event_at
+    assert got[0][2:] == (42.5, {"analytics": True})
+    assert raw == [("FF7B",)]  # the original bytes, not a lossy decoding
+
+
+def test_same_token_is_stored_once_other_token_twice(warehouse_dsn: str) -> None:
+    with ClickHouseSink(dsn=warehouse_dsn) as sink:
+        sink.migrate()
+        batch = rows(100)
+        sink.insert("events", batch, token="t:0:0-99")
+        sink.insert("events", batch, token="t:0:0-99")  # a retry after an ambiguous failure
+        assert sink.query("SELECT count() FROM events").result_rows == [(100,)]
+        sink.insert("events", batch, token="t:0:100-199")  # the control: no token match, rows double
+        assert sink.query("SELECT count(), uniqExact(message_id) FROM events").result_rows == [(200, 100)]
+
+
+class FlakyClient:
+    """A client double whose first ``failures`` inserts raise ``error``; records every attempt."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures = failures
+        self.error = error
+        self.attempts: list[dict[str, Any]] = []
+
+    def insert(self, table: str, data: list[Any], **kwargs: Any) -> None:
+        self.attempts.append({"table": table, "rows": len(data), **kwargs})
+        if len(self.attempts) <= self.failures:
+            raise self.error
+
+    def close(self) -> None:
+        pass
+
+
+def test_connection_errors_retry_with_backoff_and_the_same_token() -> None:
+    client = FlakyClient(2, OperationalError("connection reset"))
+    sleeps: list[float] = []
+    sink = ClickHouseSink(client=client, backoff=0.5, sleep=sleeps.append)  # type: ignore[arg-type]
+    sink.insert("events", rows(5), token="tok")
+    assert sleeps == [0.5, 1.0]
+    assert [a["settings"]["insert_deduplication_token"] for a in client.attempts] == ["tok"] * 3
+    assert all(a["settings"]["async_insert"] == 0 for a in client.attempts)
+
+
+def test_retries_give_up_with_sink_error_and_backpressure_hint() -> None:
+    client = FlakyClient(99, OperationalError("refused"))
+    sink = ClickHouseSink(client=client, retries=3, backoff=0.1, sleep=lambda _: None)  # type: ignore[arg-type]
+    with pytest.raises(SinkError, match="after 4 attempts") as info:
+        sink.insert("events", rows(1), token="tok")
+    assert info.value.retry_after == pytest.approx(0.8)
+    assert len(client.attempts) == 4
+
+
+def test_schema_errors_are_not_retried() -> None:
+    client = FlakyClient(99, DatabaseError("Code: 16. DB::Exception: No such column"))
+    sink = ClickHouseSink(client=client, sleep=lambda _: pytest.fail("must not sleep"))  # type: ignore[arg-type]
+    with pytest.raises(SinkError, match="No such column"):
+        sink.insert("events", rows(1), token="tok")
+    assert len(client.attempts) == 1
+
+
+def test_flush_clears_buffers_even_when_the_insert_fails() -> None:
+    client = FlakyClient(99, DatabaseError("Code: 16. boom"))
+    sink = ClickHouseSink(client=client, sleep=lambda _: None)  # type: ignore[arg-type]
+    sink.write("events", rows(3))
+    with pytest.raises(SinkError):
+        sink.flush(token="t")
+    client.failures = 0
+    assert sink.flush(token="t2") == 0
+
+
+@pytest.mark.parametrize(
+    ("dsn", "fragment"),
+    [
+        ("mysql://x", "unsupported ClickHouse DSN"),
+        ("chdb:///proc/forbidden/x", "cannot create the embedded ClickHouse directory"),
+        ("chdb:///tmp/x?database=bad-name", "invalid database name"),
+        ("http://127.0.0.1:1/db", "cannot connect to ClickHouse"),
+    ],
+)
+def test_bad_dsns_are_one_line_config_errors(dsn: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment) as info:
+        connect(dsn)
+    assert "\n" not in str(info.value)
