@@ -52,7 +52,15 @@ class ChannelRule:
 
 
 _SOCIAL_SOURCES = frozenset({"facebook", "fb", "instagram", "twitter", "x", "linkedin", "tiktok", "pinterest"})
-_SEARCH_HOSTS = ("google.com", "bing.com", "duckduckgo.com", "yahoo.com", "baidu.com", "yandex.ru", "ecosia.org")
+_SEARCH_HOSTS = (
+    "google.com",
+    "bing.com",
+    "duckduckgo.com",
+    "yahoo.com",
+    "baidu.com",
+    "yandex.ru",
+    "ecosia.org",
+)
 _SOCIAL_HOSTS = (
     "facebook.com", "t.co", "twitter.com", "x.com", "instagram.com", "linkedin.com", "lnkd.in",
     "pinterest.com", "reddit.com", "tiktok.com", "youtube.com",
