@@ -76,14 +76,13 @@ def create_app(settings: Settings) -> faust.App:
         "devices",
         default=None,
         partitions=settings.partitions,
-        key_serializer="json",
-        value_serializer="revstream_device_state",
+        schema=faust.Schema(key_serializer="json", value_serializer="revstream_device_state"),
     )
 
     async def fail(out: FailedEvent) -> None:
         await failed_topic.send(key=out.source.encode(), value=out.model_dump_json().encode())
 
-    @app.agent(raw_topic)
+    @app.agent(raw_topic, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
@@ -95,7 +94,7 @@ def create_app(settings: Settings) -> faust.App:
                 parsed = ParsedEvent(row=out, raw=event.value.decode())
                 await parsed_topic.send(key=out.device_key.encode(), value=parsed.to_json())
 
-    @app.agent(parsed_topic)
+    @app.agent(parsed_topic, name="sessionize")
     async def sessionize(stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
             parsed = ParsedEvent.from_json(value)
@@ -107,7 +106,7 @@ def create_app(settings: Settings) -> faust.App:
 
     warehouse_topics = app.topic(valid_topic.get_topic_name(), failed_topic.get_topic_name(), value_type=bytes)
 
-    @app.agent(warehouse_topics)
+    @app.agent(warehouse_topics, name="warehouse")
     async def warehouse(stream: faust.StreamT[bytes]) -> None:
         sink = await asyncio.to_thread(_open_sink, settings.clickhouse_dsn)
         try:

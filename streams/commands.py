@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from schemas.errors import ConfigError
 from sinks.clickhouse import ClickHouseSink
 from streams.embedded import EmbeddedRunner, RunSummary, ndjson_lines
 from streams.pipeline import Pipeline
@@ -184,6 +185,11 @@ def worker(settings: Settings) -> int:
     from streams.app import create_app
     from streams.kafka import ensure_topics
 
+    try:
+        (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        msg = f"cannot create the data directory {settings.data_dir}: {e.strerror}"
+        raise ConfigError(msg) from e
     ensure_topics(settings)
     app = create_app(settings)
     Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
