@@ -1,0 +1,102 @@
+"""Helpers for integration tests that run a real ``revstream worker`` process against the real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.kafka import TOPICS
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One isolated deployment on the shared broker: its own topic prefix, consumer group and warehouse."""
+
+    bootstrap: str
+    prefix: str
+    data_dir: Path
+    partitions: int = 3
+
+    @classmethod
+    def new(cls, bootstrap: str, tmp_path: Path, partitions: int = 3) -> Deployment:
+        return cls(bootstrap, f"it{uuid.uuid4().hex[:10]}", tmp_path, partitions)
+
+    @property
+    def dsn(self) -> str:
+        return f"chdb://{self.data_dir / 'warehouse'}?database=kafka"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "REVSTREAM_BROKERS": self.bootstrap,
+            "REVSTREAM_TOPIC_PREFIX": self.prefix,
+            "REVSTREAM_APP_ID": self.prefix,
+            "REVSTREAM_PARTITIONS": str(self.partitions),
+            "REVSTREAM_CLICKHOUSE_DSN": self.dsn,
+            "REVSTREAM_DATA_DIR": str(self.data_dir),
+            "REVSTREAM_BATCH_SECONDS": "0.5",
+            "REVSTREAM_LOG_LEVEL": "WARNING",
+        }
+
+
+def lag(deployment: Deployment) -> int:
+    """Messages on the deployment's topics not yet committed by its consumer group."""
+    consumer = Consumer({"bootstrap.servers": deployment.bootstrap, "group.id": deployment.prefix})
+    try:
+        total = 0
+        partitions = [
+            TopicPartition(f"{deployment.prefix}.{topic}", p) for topic in TOPICS for p in range(deployment.partitions)
+        ]
+        for tp in consumer.committed(partitions, timeout=10):
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            total += high - max(tp.offset, 0)
+        return total
+    finally:
+        consumer.close()
+
+
+@contextmanager
+def worker(deployment: Deployment, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real worker process; stopped with SIGTERM (then SIGKILL) on exit."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=deployment.env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def wait_drained(deployment: Deployment, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    """Wait until every topic is consumed and committed twice in a row (nothing in flight)."""
+    deadline = time.monotonic() + timeout
+    zero_seen = 0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            msg = f"worker exited with {proc.returncode}:\n{log.read_text()[-4000:]}"
+            raise AssertionError(msg)
+        remaining = lag(deployment)
+        zero_seen = zero_seen + 1 if remaining == 0 else 0
+        if zero_seen >= 2:
+            return
+        time.sleep(1.0)
+    msg = f"worker did not drain within {timeout}s:\n{log.read_text()[-4000:]}"
+    raise AssertionError(msg)
