@@ -24,7 +24,6 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -44,23 +43,29 @@ _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-def _iso_string(value: object) -> object:
-    # pydantic would read a bare number as Unix seconds; Segment timestamps are ISO 8601 strings.
-    if isinstance(value, str | datetime):
-        return value
-    msg = "timestamps must be ISO 8601 strings"
-    raise ValueError(msg)
-
-
-def _sane_utc(value: datetime) -> datetime:
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if not _EARLIEST <= value < _LATEST:
-        msg = f"timestamp {value.isoformat()} is outside 2000-2100"
+def _timestamp(value: object) -> datetime:
+    # One Python validator instead of pydantic's datetime parsing: pydantic would read a bare number as
+    # Unix seconds (Segment timestamps are ISO 8601 strings), and a single Python call per field is
+    # measurably cheaper on the ingest hot path than a before- and an after-validator.
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            msg = f"invalid ISO 8601 timestamp {value[:40]!r}"
+            raise ValueError(msg) from None
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        msg = "timestamps must be ISO 8601 strings"
+        raise ValueError(msg)  # noqa: TRY004 - pydantic turns ValueError, not TypeError, into a field error
+    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if not _EARLIEST <= parsed < _LATEST:
+        msg = f"timestamp {parsed.isoformat()} is outside 2000-2100"
         raise ValueError(msg)
-    return value
+    return parsed
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_iso_string), AfterValidator(_sane_utc)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp, json_schema_input_type=str)]
 Id = Annotated[str, Field(min_length=1, max_length=256)]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,17 +31,6 @@ def progress_bar(description: str, total: int | None) -> Iterator[Any]:
         yield lambda n: bar.advance(task, n)
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    # A run allocates millions of short-lived objects; the cyclic collector rescanning the long-lived
-    # device state on each generation-2 pass cost a quarter of the embedded run time.
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def open_sink(settings: Settings) -> ClickHouseSink:
     sink = ClickHouseSink(dsn=settings.clickhouse_dsn)
     sink.migrate()
@@ -50,7 +38,7 @@ def open_sink(settings: Settings) -> ClickHouseSink:
 
 
 def run_embedded(settings: Settings, inputs: Iterator[tuple[str, bytes]], *, total: int | None) -> RunSummary:
-    with open_sink(settings) as sink, progress_bar("events", total) as advance, _gc_paused():
+    with open_sink(settings) as sink, progress_bar("events", total) as advance:
         runner = EmbeddedRunner(pipeline=Pipeline(settings), sink=sink, batch_size=settings.batch_size)
         return runner.run(inputs, progress=advance)
 
