@@ -218,7 +218,7 @@ def describe(error: ValidationError, *, prefix: str = "", limit: int = 3) -> str
     for item in error.errors(include_url=False)[:limit]:
         loc = item["loc"][1:] if item["loc"] and item["loc"][0] in _CALL_TYPES else item["loc"]
         where = ".".join(str(p) for p in loc)
-        parts.append(f"{prefix}{where or 'event'}: {item['msg']}")
+        parts.append(f"{prefix}{where or 'event'}: {item['msg'].removeprefix('Value error, ')}")
     more = error.error_count() - limit
     if more > 0:
         parts.append(f"and {more} more")

@@ -140,7 +140,7 @@ def print_summary(sink: ClickHouseSink, summary: RunSummary, *, prefix: str) -> 
     out = Console()
     overview = sink.query(
         "SELECT count(), uniqExact(session_id), uniqExact(person_id), countIf(event = 'Order Completed'),"
-        " sumIf(revenue, event = 'Order Completed') FROM events WHERE startsWith(source, {prefix:String})",
+        " ifNull(sumIf(revenue, event = 'Order Completed'), 0) FROM events WHERE startsWith(source, {prefix:String})",
         where,
     ).result_rows[0]
     out.print(
@@ -150,7 +150,9 @@ def print_summary(sink: ClickHouseSink, summary: RunSummary, *, prefix: str) -> 
     )
     failed = Table("stage", "reason", "events", title="Failed events")
     for stage, reason, count in sink.query(
-        "SELECT stage, substring(error, 1, 70) AS reason, count() AS n FROM failed_events"
+        "SELECT stage, substring(replaceRegexpOne(error, '(: line [0-9]+ column|, first seen at ).*$', ''), 1, 70)"
+        " AS reason, count() AS n"
+        " FROM failed_events"
         " WHERE startsWith(source, {prefix:String}) GROUP BY stage, reason ORDER BY n DESC LIMIT 10",
         where,
     ).result_rows:
@@ -159,7 +161,7 @@ def print_summary(sink: ClickHouseSink, summary: RunSummary, *, prefix: str) -> 
     channels = Table("channel", "sessions", "orders", "conversion", "revenue", title="Conversions by channel")
     for channel, sessions, orders, revenue in sink.query(
         "SELECT channel, uniqExact(session_id) AS sessions, countIf(event = 'Order Completed') AS orders,"
-        " sumIf(revenue, event = 'Order Completed') AS revenue FROM events"
+        " ifNull(sumIf(revenue, event = 'Order Completed'), 0) AS revenue FROM events"
         " WHERE startsWith(source, {prefix:String}) GROUP BY channel ORDER BY revenue DESC",
         where,
     ).result_rows:

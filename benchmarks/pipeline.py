@@ -1,0 +1,221 @@
+"""Throughput of ingest + sink: embedded mode, Kafka mode, and a bare aiokafka loop as the reference.
+
+    python -m benchmarks.pipeline --events 200000 --json benchmarks/results/pipeline.json
+
+Input is simulator traffic (seed 1, 1% malformed). Embedded mode runs :class:`EmbeddedRunner` into a fresh
+chDB warehouse in this process (one core). Kafka mode produces the events to a fresh topic prefix, starts a
+real ``revstream worker`` process and waits until its consumer group has committed every topic; it reports
+both the end-to-end rate (worker start to drained) and the rate after the first commit (startup excluded).
+The reference is a bare aiokafka consumer that reads the same raw topic and ``orjson.loads`` every value.
+A broker is started with ``scripts/kafka.sh`` unless one answers on ``--bootstrap``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import itertools
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from confluent_kafka import Consumer, TopicPartition
+
+from models.simulator import SimulationConfig, simulate
+from sinks import ClickHouseSink
+from streams.embedded import EmbeddedRunner, ndjson_lines
+from streams.kafka import TOPICS, ensure_topics, produce
+from streams.pipeline import Pipeline
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def traffic(n: int) -> list[bytes]:
+    config = SimulationConfig(users=max(50, n // 60), days=30, seed=1, malformed_rate=0.01)
+    lines = list(itertools.islice(simulate(config).events(), n))
+    if len(lines) < n:
+        lines += list(
+            itertools.islice(simulate(SimulationConfig(users=n // 10, days=30, seed=2)).events(), n - len(lines))
+        )
+    return lines
+
+
+def bench_embedded(lines: list[bytes]) -> dict[str, Any]:
+    data = b"\n".join(lines) + b"\n"
+    with tempfile.TemporaryDirectory() as tmp, ClickHouseSink(dsn=f"chdb://{tmp}") as sink:
+        sink.migrate()
+        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=5000)
+        start = time.perf_counter()
+        summary = runner.run(ndjson_lines(io.BytesIO(data), "bench"))
+        elapsed = time.perf_counter() - start
+        stored = sink.query("SELECT (SELECT count() FROM events) + (SELECT count() FROM failed_events)").result_rows
+    return {
+        "events": len(lines),
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(len(lines) / elapsed),
+        "valid": summary.valid,
+        "failed": summary.failed_total,
+        "stored_rows": stored[0][0],
+    }
+
+
+def broker_up(bootstrap: str) -> bool:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe", "socket.timeout.ms": 2000})
+    try:
+        consumer.list_topics(timeout=3)
+    except Exception:  # any failure means "not reachable"
+        return False
+    finally:
+        consumer.close()
+    return True
+
+
+def committed_lag(bootstrap: str, group: str, prefix: str, partitions: int) -> tuple[int, int]:
+    """(messages not yet committed, messages committed on the raw topic)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [TopicPartition(f"{prefix}.{t}", p) for t in TOPICS for p in range(partitions)]
+        lag = raw_done = 0
+        for tp in consumer.committed(tps, timeout=10):
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - max(tp.offset, 0)
+            if tp.topic.endswith(".events.raw"):
+                raw_done += max(tp.offset, 0)
+        return lag, raw_done
+    finally:
+        consumer.close()
+
+
+async def bare_loop(bootstrap: str, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        start = time.perf_counter()
+        seen = 0
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    try:  # noqa: SIM105 - suppress() costs a context manager per message in the reference loop
+                        orjson.loads(record.value)
+                    except orjson.JSONDecodeError:
+                        pass
+                seen += len(records)
+        return time.perf_counter() - start
+    finally:
+        await consumer.stop()
+
+
+def bench_kafka(lines: list[bytes], bootstrap: str, partitions: int) -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    settings = Settings(brokers=bootstrap, topic_prefix=prefix, app_id=prefix, partitions=partitions)
+    ensure_topics(settings)
+    start = time.perf_counter()
+    produce(settings, lines)
+    produce_s = time.perf_counter() - start
+    bare_s = asyncio.run(bare_loop(bootstrap, settings.topic("events.raw"), len(lines)))
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "REVSTREAM_BROKERS": bootstrap,
+            "REVSTREAM_TOPIC_PREFIX": prefix,
+            "REVSTREAM_APP_ID": prefix,
+            "REVSTREAM_PARTITIONS": str(partitions),
+            "REVSTREAM_CLICKHOUSE_DSN": f"chdb://{tmp}/warehouse",
+            "REVSTREAM_DATA_DIR": tmp,
+            "REVSTREAM_LOG_LEVEL": "WARNING",
+        }
+        log = Path(tmp) / "worker.log"
+        with log.open("wb") as out:
+            started = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out, stderr=out)
+            first_commit = None
+            try:
+                while True:
+                    if proc.poll() is not None:
+                        msg = f"worker exited: {log.read_text()[-2000:]}"
+                        raise RuntimeError(msg)
+                    lag, raw_done = committed_lag(bootstrap, prefix, prefix, partitions)
+                    now = time.perf_counter()
+                    if first_commit is None and raw_done > 0:
+                        first_commit = (now, raw_done)
+                    if lag == 0 and raw_done >= len(lines):
+                        drained = now
+                        break
+                    time.sleep(0.5)
+            finally:
+                proc.terminate()
+                proc.wait(60)
+    end_to_end = drained - started
+    assert first_commit is not None
+    steady = (len(lines) - first_commit[1]) / max(drained - first_commit[0], 1e-9)
+    bare_eps = len(lines) / bare_s
+    return {
+        "events": len(lines),
+        "partitions": partitions,
+        "produce_events_per_s": round(len(lines) / produce_s),
+        "worker_end_to_end_seconds": round(end_to_end, 2),
+        "worker_end_to_end_events_per_s": round(len(lines) / end_to_end),
+        "worker_after_first_commit_events_per_s": round(steady),
+        "bare_aiokafka_events_per_s": round(bare_eps),
+        "ratio_worker_to_bare": round(steady / bare_eps, 4),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000, help="events to run (default 200000)")
+    parser.add_argument("--bootstrap", default="127.0.0.1:19092", help="Kafka bootstrap (default 127.0.0.1:19092)")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions of the benchmark topics (default 4)")
+    parser.add_argument("--embedded-only", action="store_true", help="skip Kafka mode")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+
+    lines = traffic(args.events)
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    }
+    results["embedded"] = bench_embedded(lines)
+    print(f"embedded: {results['embedded']}")
+    if not args.embedded_only:
+        started_broker = False
+        if not broker_up(args.bootstrap):
+            port = args.bootstrap.rsplit(":", 1)[1]
+            subprocess.run(
+                [str(ROOT / "scripts" / "kafka.sh"), "start"],
+                env={**os.environ, "REVSTREAM_KAFKA_PORT": port},
+                check=True,
+            )
+            started_broker = True
+        try:
+            results["kafka"] = bench_kafka(lines, args.bootstrap, args.partitions)
+        finally:
+            if started_broker:
+                port = args.bootstrap.rsplit(":", 1)[1]
+                subprocess.run(
+                    [str(ROOT / "scripts" / "kafka.sh"), "stop"],
+                    env={**os.environ, "REVSTREAM_KAFKA_PORT": port},
+                    check=False,
+                )
+        print(f"kafka: {results['kafka']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
