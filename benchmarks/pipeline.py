@@ -42,10 +42,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def traffic(n: int) -> list[bytes]:
     config = SimulationConfig(users=max(50, n // 60), days=30, seed=1, malformed_rate=0.01)
-    lines = list(itertools.islice(simulate(config).events(), n))
+    lines = list(itertools.islice(simulate(config).collected_events(), n))
     if len(lines) < n:
         lines += list(
-            itertools.islice(simulate(SimulationConfig(users=n // 10, days=30, seed=2)).events(), n - len(lines))
+            itertools.islice(
+                simulate(SimulationConfig(users=n // 10, days=30, seed=2)).collected_events(), n - len(lines)
+            )
         )
     return lines
 

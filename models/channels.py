@@ -1,7 +1,9 @@
 """Marketing channel of a session, from its landing page's UTM parameters and referrer.
 
 A rule table, first match wins: UTM medium rules (optionally narrowed by source), then referrer host
-rules, then ``referral`` for any other external referrer and ``direct`` for none. Users extend it by
+rules, then ``referral`` for any other external referrer and ``direct`` for none. A referrer on the page's
+own host (or one of ``site_hosts``) is internal navigation, not a referral: a tab left open past the
+session gap starts a new session whose "referrer" is the shop itself. Users extend it by
 passing their own rules ahead of :data:`DEFAULT_RULES`.
 
 >>> classify = ChannelClassifier()
@@ -90,15 +92,24 @@ class ChannelClassifier:
         self.rules = tuple(rules)
         self.site_hosts = tuple(site_hosts)
 
-    def __call__(self, *, utm_source: str, utm_medium: str, referrer: str) -> str:
+    def __call__(self, *, utm_source: str, utm_medium: str, referrer: str, page_url: str = "") -> str:
         source = utm_source.strip().lower()
         medium = utm_medium.strip().lower()
-        host = (urlsplit(referrer).hostname or "") if referrer else ""
-        if host.startswith("www."):
-            host = host[4:]
+        host = _host(referrer)
         for rule in self.rules:
             if rule.matches(source, medium, host):
                 return rule.channel
-        if host and not any(host == h or host.endswith("." + h) for h in self.site_hosts):
+        internal = (*self.site_hosts, _host(page_url))
+        if host and not any(h and (host == h or host.endswith("." + h)) for h in internal):
             return "referral"
         return "direct"
+
+
+def _host(url: str) -> str:
+    if not url:
+        return ""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:  # a malformed URL (bad port, brackets) has no usable host
+        return ""
+    return host.removeprefix("www.")

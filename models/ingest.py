@@ -255,7 +255,9 @@ class Sessionizer:
                 span.last_ms = max(span.last_ms, at_ms)
                 return span
         digest = hashlib.blake2b(f"{row.device_key}|{at_ms}".encode(), digest_size=8).hexdigest()
-        channel = self.classify(utm_source=row.utm_source, utm_medium=row.utm_medium, referrer=row.referrer)
+        channel = self.classify(
+            utm_source=row.utm_source, utm_medium=row.utm_medium, referrer=row.referrer, page_url=row.page_url
+        )
         span = SessionSpan(session_id=digest, started_ms=at_ms, last_ms=at_ms, channel=channel, campaign=row.campaign)
         state.sessions.append(span)
         state.sessions.sort(key=lambda s: s.started_ms)

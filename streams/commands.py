@@ -100,16 +100,18 @@ def simulate(
     from streams.kafka import ensure_topics, produce
 
     config = SimulationConfig(users=users, days=days, seed=seed, malformed_rate=malformed_rate)
-    with progress_bar("people", users) as advance:
+    with progress_bar("planning people", users) as advance:
         sim = run_simulation(config, progress=advance)
+    with progress_bar("writing events", None) as advance:
+        lines = sim.collected_events(progress=advance)
         if out is None:
             ensure_topics(settings)
-            count = produce(settings, sim.events())
+            count = produce(settings, lines)
             where = settings.topic("events.raw")
         else:
             with out.open("wb") as f:
                 count = 0
-                for line in sim.events():
+                for line in lines:
                     f.write(line + b"\n")
                     count += 1
             where = str(out)
@@ -127,7 +129,7 @@ def demo(settings: Settings, *, users: int, days: int, seed: int, malformed_rate
     err.print(f"simulating {users} people over {days} days (seed {seed}) ...")
     sim = run_simulation(config)
     name = f"demo-seed{seed}"
-    inputs = ((f"{name}:{n}", line) for n, line in enumerate(sim.events(), start=1))
+    inputs = ((f"{name}:{n}", line) for n, line in enumerate(sim.collected_events(), start=1))
     summary = run_embedded(settings, inputs, total=None)
     with ClickHouseSink(dsn=settings.clickhouse_dsn) as sink:
         print_summary(sink, summary, prefix=f"{name}:")

@@ -31,6 +31,19 @@ def test_default_rules(source: str, medium: str, referrer: str, channel: str) ->
     assert channel in CHANNELS
 
 
+def test_referrer_on_the_pages_own_host_is_internal() -> None:
+    classify = ChannelClassifier()
+    assert (
+        classify(utm_source="", utm_medium="", referrer="https://www.shop.test/a", page_url="https://shop.test/b")
+        == "direct"
+    )
+    assert (
+        classify(utm_source="", utm_medium="", referrer="https://blog.test/", page_url="https://shop.test/b")
+        == "referral"
+    )
+    assert classify(utm_source="", utm_medium="", referrer="http://[broken", page_url="") == "direct"
+
+
 def test_user_rules_come_first() -> None:
     podcast = ChannelRule(channel="podcast", mediums=frozenset({"audio"}))
     classify = ChannelClassifier(rules=(podcast, *DEFAULT_RULES))

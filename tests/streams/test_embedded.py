@@ -59,3 +59,31 @@ def test_replaying_the_same_file_writes_nothing_twice(warehouse_dsn: str) -> Non
     first = run(warehouse_dsn, data)
     second = run(warehouse_dsn, data)
     assert first == second == (200, 200, len(BROKEN) + 2)
+
+
+def test_simulated_traffic_lands_once_with_true_channels_and_orders(warehouse_dsn: str) -> None:
+    """Simulator traffic with noise: counts, failures, session channels and orders agree with its truth."""
+    from models.simulator import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(users=300, days=7, seed=5, malformed_rate=0.02))
+    lines = list(sim.collected_events())
+    truth = sim.truth()
+    with ClickHouseSink(dsn=warehouse_dsn) as sink:
+        sink.migrate()
+        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=1000)
+        summary = runner.run((f"sim:{n}", line) for n, line in enumerate(lines, start=1))
+        channel_of = dict(sink.query("SELECT message_id, channel FROM events").result_rows)
+        orders = dict(sink.query("SELECT order_id, revenue FROM events WHERE event = 'Order Completed'").result_rows)
+        stored = sink.query("SELECT (SELECT count() FROM events) + (SELECT count() FROM failed_events)").result_rows
+    malformed = truth["malformed"]["counts"]
+    assert summary.inputs == len(lines) == stored[0][0]
+    assert summary.failed["dedupe"] == malformed["duplicate"]
+    assert summary.failed_total == truth["summary"]["invalid_lines"] + malformed["duplicate"]
+    sessions = [s for s in truth["sessions"] if s["first_message_id"] in channel_of]
+    assert len(sessions) >= 0.98 * len(truth["sessions"])
+    agree = sum(channel_of[s["first_message_id"]] == s["channel"] for s in sessions)
+    assert agree == len(sessions)
+    true_orders = {o["order_id"]: o["revenue"] for o in truth["orders"]}
+    assert orders.keys() <= true_orders.keys()
+    assert len(orders) >= len(true_orders) - malformed["wrong_type"]
+    assert all(abs(orders[k] - true_orders[k]) < 0.01 for k in orders)
