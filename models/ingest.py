@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from models.channels import ChannelClassifier
+from schemas.ecommerce import OrderCompleted
 from schemas.errors import EventError
 from schemas.records import EventRow, FailedEvent
 from schemas.segment import (
@@ -101,10 +102,10 @@ class RowBuilder:
         if isinstance(event, TrackEvent):
             name, properties = event.event, event.properties
             commerce = event.commerce
-            if commerce is not None and event.event == "Order Completed":
-                order_id = commerce.order_id  # type: ignore[attr-defined]
-                revenue = commerce.normalised_revenue  # type: ignore[attr-defined]
-                currency = commerce.normalised_currency  # type: ignore[attr-defined]
+            if isinstance(commerce, OrderCompleted):
+                order_id = commerce.order_id
+                revenue = commerce.normalised_revenue
+                currency = commerce.normalised_currency
         elif isinstance(event, PageEvent | ScreenEvent):
             name, properties = event.name or "", event.properties
         elif isinstance(event, IdentifyEvent | GroupEvent):
