@@ -16,6 +16,7 @@ from rich.table import Table
 from schemas.errors import ConfigError
 from sinks.clickhouse import ClickHouseSink
 from streams.embedded import EmbeddedRunner, RunSummary, ndjson_lines
+from streams.logs import configure
 from streams.pipeline import Pipeline
 from streams.settings import Settings
 
@@ -183,6 +184,7 @@ def worker(settings: Settings) -> int:
         msg = f"cannot create the data directory {settings.data_dir}: {e.strerror}"
         raise ConfigError(msg) from e
     ensure_topics(settings)
+    configure(level=settings.log_level, json=settings.log_json, stdlib=True)
     app = create_app(settings)
     Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
     return 0
