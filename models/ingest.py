@@ -54,7 +54,8 @@ def _ms(value: datetime) -> int:
 
 
 def _to_ms_precision(value: datetime) -> datetime:
-    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+    extra = value.microsecond % 1000
+    return value.replace(microsecond=value.microsecond - extra) if extra else value
 
 
 def _message_id_of(raw: bytes) -> str:

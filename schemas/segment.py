@@ -58,7 +58,10 @@ def _timestamp(value: object) -> datetime:
     else:
         msg = "timestamps must be ISO 8601 strings"
         raise ValueError(msg)  # noqa: TRY004 - pydantic turns ValueError, not TypeError, into a field error
-    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    elif parsed.tzinfo is not UTC:
+        parsed = parsed.astimezone(UTC)
     if not _EARLIEST <= parsed < _LATEST:
         msg = f"timestamp {parsed.isoformat()} is outside 2000-2100"
         raise ValueError(msg)
