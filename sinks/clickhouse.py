@@ -17,6 +17,7 @@ chDB allows one open database path per process: close a sink before opening anot
 
 from __future__ import annotations
 
+import fcntl
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -82,8 +83,30 @@ def connect(dsn: str) -> Client:
                 bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         return _client(dsn, parts.scheme)
     except ClickHouseError as e:
+        if parts.scheme == "chdb":
+            _ensure_unlocked(parts.path)
         msg = f"cannot connect to ClickHouse at {dsn!r}: {_first_line(e)}"
         raise ConfigError(msg) from e
+
+
+def _ensure_unlocked(path: str) -> None:
+    """Explain a failed open: another process holds the embedded warehouse (chDB locks ``PATH/status``).
+
+    Checked only after an open failed, because this process's own open engine holds the same lock.
+    """
+    status = Path(path) / "status"
+    if not status.exists():
+        return
+    with status.open("rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = (
+                f"the embedded warehouse {path} is open in another process (a running worker or demo?); "
+                "stop it first, or point both at a ClickHouse server"
+            )
+            raise ConfigError(msg) from None
+        fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _client(dsn: str, scheme: str) -> Client:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +126,23 @@ def test_bad_dsns_are_one_line_config_errors(dsn: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment) as info:
         connect(dsn)
     assert "\n" not in str(info.value)
+
+
+def test_a_warehouse_held_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "held"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, sinks; s = sinks.connect('chdb://{path}'); print('open', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"open\n"
+        with pytest.raises(ConfigError, match="open in another process"):
+            connect(f"chdb://{path}")
+    finally:
+        holder.communicate(b"", timeout=30)
