@@ -66,6 +66,8 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # A restarted worker rejoins after the dead member's session expires: 10 s, not Faust's 60 s.
+        broker_session_timeout=10.0,
     )
     pipeline = Pipeline(settings)
     raw_topic = app.topic(settings.topic("events.raw"), value_type=bytes)

@@ -46,6 +46,18 @@ def _rate(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"expected a port number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 <= value <= 65535:
+        msg = f"expected a port between 0 and 65535, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--dsn", help="ClickHouse DSN (chdb:///path or http://host:8123/db); "
@@ -98,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", parents=[common], help="run the Faust worker (Kafka mode)",
                    description="Start a Faust worker: consumes events.raw and writes to ClickHouse. "
                    "Brokers from REVSTREAM_BROKERS (default 127.0.0.1:19092).")  # fmt: skip
+    collect = sub.add_parser("collect", parents=[common], help="run the HTTP collector (Segment HTTP API)",
+                             description="Serve the Segment HTTP Tracking API (/v1/track, /v1/batch ...) and the "
+                             "browser tracker (/tracker.js); produce accepted events to events.raw. Write keys "
+                             "from REVSTREAM_WRITE_KEYS (comma separated; empty accepts any key).")  # fmt: skip
+    collect.add_argument("--host", default=None, help="address to listen on (default $REVSTREAM_COLLECTOR_HOST "
+                         "or 127.0.0.1)")  # fmt: skip
+    collect.add_argument("--port", type=_port, default=None, help="port (default $REVSTREAM_COLLECTOR_PORT or 8088)")
     sub.add_parser("migrate", parents=[common], help="create or upgrade the warehouse tables")
     sub.add_parser("topics", parents=[common], help="create the Kafka topics with the configured partitions")
     return parser
@@ -168,6 +187,14 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return worker(settings)
 
 
+def _cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.collector import collect
+
+    host = settings.collector_host if args.host is None else args.host
+    port = settings.collector_port if args.port is None else args.port
+    return collect(settings, host=host, port=port)
+
+
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from streams.commands import migrate
 
@@ -188,6 +215,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "simulate": _cmd_simulate,
     "sql": _cmd_sql,
     "worker": _cmd_worker,
+    "collect": _cmd_collect,
     "migrate": _cmd_migrate,
     "topics": _cmd_topics,
 }

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     batch_seconds: Annotated[float, Field(gt=0)] = 1.0
     web_port: Annotated[int, Field(ge=0, le=65535)] = 6066
     web_enabled: bool = False
+    write_keys: str = Field("", description="collector write keys, comma separated; empty accepts any key")
+    collector_host: str = "127.0.0.1"
+    collector_port: Annotated[int, Field(ge=0, le=65535)] = 8088
     log_level: str = "INFO"
     log_json: bool = False
 
