@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -28,6 +29,7 @@ from models.ingest import DeviceState
 from schemas.errors import SinkError
 from schemas.records import EventRow, FailedEvent, ParsedEvent
 from sinks.clickhouse import ClickHouseSink
+from streams.kafka import OutputProducer
 from streams.pipeline import Pipeline
 from streams.settings import Settings
 
@@ -81,32 +83,56 @@ def create_app(settings: Settings) -> faust.App:
         schema=faust.Schema(key_serializer="json", value_serializer="revstream_device_state"),
     )
 
-    async def fail(out: FailedEvent) -> None:
-        await failed_topic.send(key=out.source.encode(), value=out.model_dump_json().encode())
+    device_writes = _DeviceWrites(devices)
+    outputs: list[OutputProducer] = []  # created inside the running worker, not at import
 
+    def output() -> OutputProducer:
+        if not outputs:
+            outputs.append(OutputProducer(bootstrap=settings.kafka_bootstrap))
+        return outputs[0]
+
+    def fail(out: FailedEvent) -> None:
+        output().produce(failed_name, key=out.source.encode(), value=out.model_dump_json().encode())
+
+    failed_name, parsed_name, valid_name = (
+        failed_topic.get_topic_name(),
+        parsed_topic.get_topic_name(),
+        valid_topic.get_topic_name(),
+    )
+
+    # Both stateful stages take batches: the body runs, outputs are flushed, and only then does take_events
+    # acknowledge the batch's inputs (at least once, effects idempotent downstream).
     @app.agent(raw_topic, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            received_at = datetime.fromtimestamp(message.timestamp, UTC)
-            out = pipeline.parse(event.value, source=source_of(message), received_at=received_at)
-            if isinstance(out, FailedEvent):
-                await fail(out)
-            else:
-                parsed = ParsedEvent(row=out, raw=event.value.decode())
-                await parsed_topic.send(key=out.device_key.encode(), value=parsed.to_json())
+        async for batch in cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=0.2):
+            producer = output()
+            for event in batch:
+                message = event.message
+                received_at = datetime.fromtimestamp(message.timestamp, UTC)
+                out = pipeline.parse(event.value, source=source_of(message), received_at=received_at)
+                if isinstance(out, FailedEvent):
+                    fail(out)
+                else:
+                    parsed = ParsedEvent(row=out, raw=event.value.decode())
+                    producer.produce(parsed_name, key=out.device_key.encode(), value=parsed.to_json())
+            await producer.flush()
 
     @app.agent(parsed_topic, name="sessionize")
     async def sessionize(stream: faust.StreamT[bytes]) -> None:
-        async for value in stream:
-            parsed = ParsedEvent.from_json(value)
-            out = pipeline.sessionize(parsed.row, parsed.raw, devices)
-            if isinstance(out, FailedEvent):
-                await fail(out)
-            else:
-                await valid_topic.send(key=out.device_key.encode(), value=out.to_json())
+        async for batch in cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=0.2):
+            producer = output()
+            for event in batch:
+                parsed = ParsedEvent.from_json(event.value)
+                device_writes.partition = event.message.partition
+                out = pipeline.sessionize(parsed.row, parsed.raw, device_writes)
+                if isinstance(out, FailedEvent):
+                    fail(out)
+                else:
+                    producer.produce(valid_name, key=out.device_key.encode(), value=out.to_json())
+            device_writes.send_changelog()
+            await producer.flush()
 
-    warehouse_topics = app.topic(valid_topic.get_topic_name(), failed_topic.get_topic_name(), value_type=bytes)
+    warehouse_topics = app.topic(valid_name, failed_name, value_type=bytes)
 
     @app.agent(warehouse_topics, name="warehouse")
     async def warehouse(stream: faust.StreamT[bytes]) -> None:
@@ -114,11 +140,42 @@ def create_app(settings: Settings) -> faust.App:
         try:
             batches = cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=settings.batch_seconds)
             async for batch in batches:
-                await _write_batch(sink, batch, valid_topic.get_topic_name())
+                await _write_batch(sink, batch, valid_name)
         finally:
             await asyncio.to_thread(sink.close)
 
     return app
+
+
+class _DeviceWrites(MutableMapping[str, DeviceState]):
+    """The ``devices`` table seen by a batch: reads and writes go to its store at once, and its changelog
+    gets one message per device per batch (the last state), on the partition of that device's input."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.partition = 0
+        self._touched: dict[str, int] = {}
+
+    def __getitem__(self, key: str) -> DeviceState:
+        return cast(DeviceState, self.table.data[key])
+
+    def __setitem__(self, key: str, value: DeviceState) -> None:
+        self.table.data[key] = value
+        self._touched[key] = self.partition
+
+    def __delitem__(self, key: str) -> None:
+        del self.table.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.data)
+
+    def __len__(self) -> int:
+        return len(self.table.data)
+
+    def send_changelog(self) -> None:
+        for key, partition in self._touched.items():
+            self.table.send_changelog(partition, key, self.table.data[key])
+        self._touched.clear()
 
 
 def _open_sink(dsn: str) -> ClickHouseSink:
