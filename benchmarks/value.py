@@ -1,0 +1,268 @@
+"""Customer value on simulated traffic against its ground truth, and the CDNOW parameters against FHL 2005.
+
+    python -m benchmarks.value --json benchmarks/results/value.json
+
+Simulator traffic (``--users`` people, ``--days`` of calibration, then ``--holdout-days`` that are never
+rendered as events, ``--seed``) gives the orders of the period and, per person, the purchases and spend of
+the holdout. Every order of the period, in time order and keyed by the simulator's true person id (identity
+resolution is another issue), goes through ``CustomerValueModel.learn_one`` with its automatic refits, then
+``predict_one`` and ``HighValueDetector.process_one``, as the value agent will; at the end of the period the
+model refits once more and forecasts every customer's holdout purchases and revenue (``horizon_days`` =
+holdout days). BG/NBD (the default) and MBG/NBD (``prior=MBG_PRIOR``) are both run. Reported:
+
+* ``top_decile_precision``: of the predicted top 10% of the calibration cohort (people with an order in
+  the period) by holdout revenue, the share that is in the true top 10%; also for the detector's flagged
+  set, a baseline ranking by spend so far, and two oracles that know each person's latent purchase rate,
+  dropout probability and mean spend: ``oracle_history`` also sees the observed history (the Bayes-optimal
+  ranking without peeking: P(alive | last purchase) x expected purchases x mean spend), ``oracle_alive``
+  also knows who has already dropped out. They bound what any model of purchase history can reach on this
+  realised, Poisson-noisy future. ``top_decile_revenue_captured``: the true holdout revenue of the
+  predicted top decile over that of the true top decile. ``latent_top_decile_precision``: against the top
+  decile of ``oracle_history`` instead of the realised future (who is high-value rather than who happened
+  to buy);
+* predicted vs true total holdout purchases and revenue of the cohort;
+* the fitted parameters next to the simulator's generative ones (its purchase rate is a session-level
+  propensity, so the realised rate is not ``lambda``; see ``models/simulator/customers.py``);
+* the CDNOW fits (``tests/data/cdnow_summary.csv``) and their relative errors against the published values;
+* time per order (``learn_one`` + ``predict_one`` + ``process_one``), per final refit and per scoring pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from models.simulator import SimulationConfig, simulate
+from models.value import CustomerValueModel, HighValueDetector
+from models.value.bgnbd import BgNbdParams
+from models.value.clv import DEFAULT_PRIOR, MBG_PRIOR
+from models.value.gamma_gamma import GammaGammaParams
+from models.value.summary import DAY_MS
+
+ROOT = Path(__file__).resolve().parent.parent
+CDNOW = ROOT / "tests" / "data" / "cdnow_summary.csv"
+PUBLISHED_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+PUBLISHED_GAMMA_GAMMA = {"p": 6.25, "q": 3.74, "gamma": 15.44}
+
+
+def cdnow() -> dict[str, Any]:
+    data = np.genfromtxt(CDNOW, delimiter=",", names=True)
+    start = time.perf_counter()
+    bgnbd = BgNbdParams.fit(data["x"], data["t_x"], data["T"])
+    spend = GammaGammaParams.fit(data["x"], data["zbar"])
+    seconds = time.perf_counter() - start
+    fitted = {"r": bgnbd.r, "alpha": bgnbd.alpha, "a": bgnbd.a, "b": bgnbd.b}
+    fitted |= {"p": spend.p, "q": spend.q, "gamma": spend.gamma}
+    published = PUBLISHED_BGNBD | PUBLISHED_GAMMA_GAMMA
+    return {
+        "customers": len(data),
+        "fit_seconds": round(seconds, 3),
+        "fitted": {k: round(v, 4) for k, v in fitted.items()},
+        "published": published,
+        "relative_error": {k: round(fitted[k] / v - 1.0, 5) for k, v in published.items()},
+    }
+
+
+def top_k(scores: dict[str, float], k: int) -> set[str]:
+    # Ties broken by person id, so that the figure is deterministic.
+    return {pid for pid, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]}
+
+
+def expected_purchases_alive(person: dict[str, Any], days: float) -> float:
+    """Purchases in ``days`` of a live customer with rate lambda and dropout p after each purchase.
+
+    E[min(N(t), Geometric)] = sum_k (1-p)^(k-1) P(N(t) >= k) = (1 - exp(-lambda p t)) / p.
+    """
+    rate, p = person["purchase_rate"], person["dropout_prob"]
+    return float(-math.expm1(-rate * p * days) / p)
+
+
+def p_alive_given(person: dict[str, Any], silent_days: float) -> float:
+    """P(alive | latent lambda and p, no purchase in the ``silent_days`` since the last one)."""
+    rate, p = person["purchase_rate"], person["dropout_prob"]
+    survived = (1.0 - p) * math.exp(-rate * silent_days)
+    return float(survived / (survived + p))
+
+
+def precision(scores: dict[str, float], truth: set[str], k: int) -> float:
+    return round(len(top_k(scores, k) & truth) / k, 4)
+
+
+def run_model(
+    name: str, prior: BgNbdParams, orders: list[dict[str, Any]], truth: dict[str, Any], holdout_days: int
+) -> tuple[dict[str, Any], dict[str, float], set[str]]:
+    period_end = datetime.fromisoformat(truth["period"]["end"])
+    model = CustomerValueModel(horizon_days=float(holdout_days), fx_rates=truth["fx_rates_per_usd"], prior=prior)
+    detector = HighValueDetector()
+    alerts = 0
+    start = time.perf_counter()
+    for order in orders:
+        model.learn_one(
+            {
+                "person_id": order["person_id"],
+                "at": datetime.fromisoformat(order["session_started_at"]),
+                "revenue": order["revenue"],
+                "currency": order["currency"],
+                "order_id": order["order_id"],
+            }
+        )
+        alerts += detector.process_one(model.predict_one({"person_id": order["person_id"]})) is not None
+    stream_seconds = time.perf_counter() - start
+    model.advance_to(period_end)
+    start = time.perf_counter()
+    fitted = model.refit()
+    refit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    values = {v.person_id: v for v in model.values()}
+    score_seconds = time.perf_counter() - start
+    alerts += len(detector.rescore(values.values()))
+    customers = truth["customers"]
+    true_purchases = sum(customers[pid]["holdout_purchases"] for pid in values)
+    predicted_purchases = sum(v.expected_purchases for v in values.values())
+    true_revenue = sum(customers[pid]["holdout_revenue_usd"] for pid in values)
+    predicted_revenue = sum(v.expected_revenue for v in values.values())
+    alive = np.array([customers[pid]["alive_at_end"] for pid in values], dtype=np.float64)
+    p_alive = np.array([v.p_alive for v in values.values()])
+    p, g = model.params, model.spend_params
+    report = {
+        "model": name,
+        "final_fit": fitted,
+        "model_version": model.model_version,
+        "skipped_orders": model.skipped,
+        "alerts": alerts,
+        "flagged_at_end": len(detector.above),
+        "holdout_purchases": {
+            "true": true_purchases,
+            "predicted": round(predicted_purchases, 1),
+            "relative_error": round(predicted_purchases / max(true_purchases, 1) - 1.0, 4),
+        },
+        "holdout_revenue_usd": {
+            "true": round(true_revenue, 2),
+            "predicted": round(predicted_revenue, 2),
+            "relative_error": round(predicted_revenue / max(true_revenue, 1e-9) - 1.0, 4),
+        },
+        "p_alive": {
+            "mean_predicted": round(float(p_alive.mean()), 4),
+            "share_truly_alive": round(float(alive.mean()), 4),
+            "brier": round(float(np.mean((p_alive - alive) ** 2)), 4),
+        },
+        "fitted_per_day": {"r": p.r, "alpha": p.alpha, "a": p.a, "b": p.b, "p": g.p, "q": g.q, "gamma": g.gamma},
+        "seconds": {
+            "stream": round(stream_seconds, 3),
+            "per_order_us": round(stream_seconds / max(len(orders), 1) * 1e6, 1),
+            "final_refit": round(refit_seconds, 3),
+            "score_all": round(score_seconds, 3),
+        },
+    }
+    scores = {pid: v.expected_revenue for pid, v in values.items()}
+    return report, scores, set(detector.above)
+
+
+def simulated(users: int, days: int, holdout_days: int, seed: int) -> dict[str, Any]:
+    start = time.perf_counter()
+    truth = simulate(SimulationConfig(users=users, days=days, holdout_days=holdout_days, seed=seed)).truth()
+    simulate_seconds = time.perf_counter() - start
+    orders = sorted(truth["orders"], key=lambda o: (o["session_started_at"], o["order_id"]))
+    customers, persons = truth["customers"], truth["persons"]
+    end_ms = datetime.fromisoformat(truth["period"]["end"]).timestamp() * 1000
+    last_ms: dict[str, float] = {}
+    for order in orders:
+        last_ms[order["person_id"]] = datetime.fromisoformat(order["session_started_at"]).timestamp() * 1000
+    cohort = sorted(last_ms)
+    k = max(1, math.ceil(0.1 * len(cohort)))
+    realised = {pid: customers[pid]["holdout_revenue_usd"] for pid in cohort}
+    true_top = top_k(realised, k)
+    rankings: dict[str, dict[str, float]] = {
+        "spend_so_far": {pid: customers[pid]["revenue_usd"] for pid in cohort},
+        "oracle_history": {
+            pid: p_alive_given(persons[pid], (end_ms - last_ms[pid]) / DAY_MS)
+            * expected_purchases_alive(persons[pid], holdout_days)
+            * persons[pid]["mean_spend"]
+            for pid in cohort
+        },
+        "oracle_alive": {
+            pid: customers[pid]["alive_at_end"]
+            * expected_purchases_alive(persons[pid], holdout_days)
+            * persons[pid]["mean_spend"]
+            for pid in cohort
+        },
+    }
+    latent_top = top_k(rankings["oracle_history"], k)
+    models: dict[str, Any] = {}
+    for name, prior in (("bgnbd", DEFAULT_PRIOR), ("mbgnbd", MBG_PRIOR)):
+        report, scores, flagged = run_model(name, prior, orders, truth, holdout_days)
+        flagged &= set(cohort)
+        report["top_decile_precision"] = precision(scores, true_top, k)
+        report["detector_flagged_precision"] = round(len(flagged & true_top) / max(len(flagged), 1), 4)
+        report["latent_top_decile_precision"] = precision(scores, latent_top, k)
+        report["top_decile_revenue_captured"] = round(
+            sum(realised[p] for p in top_k(scores, k)) / sum(realised[p] for p in true_top), 4
+        )
+        models[name] = report
+    cfg = truth["config"]
+    return {
+        "config": {"users": users, "days": days, "holdout_days": holdout_days, "seed": seed},
+        "orders": len(orders),
+        "cohort_customers": len(cohort),
+        "cohort_repeat_customers": sum(1 for pid in cohort if customers[pid]["purchases"] > 1),
+        "cohort_with_holdout_purchase": sum(1 for pid in cohort if customers[pid]["holdout_purchases"] > 0),
+        "top_decile_size": k,
+        "baselines": {
+            name: {
+                "top_decile_precision": precision(scores, true_top, k),
+                "latent_top_decile_precision": precision(scores, latent_top, k),
+                "top_decile_revenue_captured": round(
+                    sum(realised[p] for p in top_k(scores, k)) / sum(realised[p] for p in true_top), 4
+                ),
+            }
+            for name, scores in rankings.items()
+        },
+        "models": models,
+        "generative_per_day": {
+            "r": cfg["purchase_rate_shape"],
+            "alpha": cfg["purchase_rate_rate"],
+            "a": cfg["dropout_a"],
+            "b": cfg["dropout_b"],
+            "p": cfg["spend_shape"],
+            "q": cfg["spend_q"],
+            "gamma": cfg["spend_gamma"],
+        },
+        "simulate_seconds": round(simulate_seconds, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--users", type=int, default=12000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--holdout-days", type=int, default=365)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    result: dict[str, Any] = {
+        "command": " ".join(["python -m benchmarks.value", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "cdnow": cdnow(),
+        "simulated": simulated(args.users, args.days, args.holdout_days, args.seed),
+    }
+    result["total_seconds"] = round(time.perf_counter() - start, 1)
+    text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
+    print(text.decode())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_bytes(text + b"\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
