@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, TopicPartition
 from models.simulator import SimulationConfig, simulate
 from sinks import ClickHouseSink
 from streams.embedded import EmbeddedRunner, ndjson_lines
-from streams.kafka import TOPICS, ensure_topics, produce
+from streams.kafka import CONSUMED_TOPICS, ensure_topics, produce
 from streams.pipeline import Pipeline
 from streams.settings import Settings
 
@@ -86,7 +86,9 @@ def committed_lag(bootstrap: str, group: str, prefix: str, partitions: int) -> t
     """(messages not yet committed, messages committed on the raw topic)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
-        tps = [TopicPartition(f"{prefix}.{t}", p) for t in TOPICS for p in range(partitions)]
+        metadata = consumer.list_topics(timeout=10).topics
+        names = [f"{prefix}.{t}" for t in CONSUMED_TOPICS]
+        tps = [TopicPartition(name, p) for name in names for p in metadata[name].partitions]
         lag = raw_done = 0
         for tp in consumer.committed(tps, timeout=10):
             _, high = consumer.get_watermark_offsets(tp, timeout=10)

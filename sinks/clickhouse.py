@@ -35,11 +35,17 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError,
 
 from schemas.errors import ConfigError, SinkError
 from schemas.records import EVENT_COLUMNS, FAILED_COLUMNS
+from schemas.value import CUSTOMER_VALUE_COLUMNS, HIGH_VALUE_ALERT_COLUMNS
 from sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE
 
 log = structlog.get_logger(__name__)
 
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {"events": EVENT_COLUMNS, "failed_events": FAILED_COLUMNS}
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": EVENT_COLUMNS,
+    "failed_events": FAILED_COLUMNS,
+    "customer_value": CUSTOMER_VALUE_COLUMNS,
+    "high_value_alerts": HIGH_VALUE_ALERT_COLUMNS,
+}
 _SCHEMES = ("chdb", "http", "https", "clickhouse", "clickhouses")
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_]+")
 # ClickHouse error codes that mean "temporarily overloaded, try the same insert again later".

@@ -85,6 +85,54 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        2,
+        "customer_value and high_value_alerts",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS customer_value (
+                person_id String,
+                recency_days Float64,
+                frequency UInt32,
+                monetary Float64,
+                r_score UInt8,
+                f_score UInt8,
+                m_score UInt8,
+                segment LowCardinality(String),
+                p_alive Float64,
+                expected_purchases Float64,
+                expected_revenue Float64,
+                currency LowCardinality(String),
+                horizon_days Float64,
+                model_version LowCardinality(String),
+                computed_at DateTime64(3, 'UTC'),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree(computed_at)
+            ORDER BY person_id
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS high_value_alerts (
+                person_id String,
+                expected_revenue Float64,
+                threshold Float64,
+                currency LowCardinality(String),
+                reasons Array(String),
+                alerted_at DateTime64(3, 'UTC'),
+                model_version LowCardinality(String),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            ORDER BY (alerted_at, person_id)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+        ),
+    ),
+)
+
 MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version UInt32,

@@ -16,9 +16,11 @@ partition and offset range it came from.
 from __future__ import annotations
 
 import asyncio
+import pickle
 from collections import defaultdict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -28,9 +30,10 @@ from faust.serializers import codecs
 from models.ingest import DeviceState
 from schemas.errors import SinkError
 from schemas.records import EventRow, FailedEvent, ParsedEvent
+from schemas.value import HighValueAlert
 from sinks.clickhouse import ClickHouseSink
 from streams.kafka import OutputProducer
-from streams.pipeline import Pipeline
+from streams.pipeline import Pipeline, is_order
 from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -76,6 +79,8 @@ def create_app(settings: Settings) -> faust.App:
     parsed_topic = app.topic(settings.topic("events.parsed"), value_type=bytes)
     valid_topic = app.topic(settings.topic("events"), value_type=bytes)
     failed_topic = app.topic(settings.topic("events.failed"), value_type=bytes)
+    orders_topic = app.topic(settings.topic("orders"), value_type=bytes, partitions=1)
+    alerts_name = settings.topic("alerts")
     devices = app.Table(
         "devices",
         default=None,
@@ -84,20 +89,14 @@ def create_app(settings: Settings) -> faust.App:
     )
 
     device_writes = _DeviceWrites(devices)
-    outputs: list[OutputProducer] = []  # created inside the running worker, not at import
+    outputs = _Outputs(bootstrap=settings.kafka_bootstrap, failed_topic=failed_topic.get_topic_name())
+    output, fail = outputs.producer, outputs.fail
 
-    def output() -> OutputProducer:
-        if not outputs:
-            outputs.append(OutputProducer(bootstrap=settings.kafka_bootstrap))
-        return outputs[0]
-
-    def fail(out: FailedEvent) -> None:
-        output().produce(failed_name, key=out.source.encode(), value=out.model_dump_json().encode())
-
-    failed_name, parsed_name, valid_name = (
+    failed_name, parsed_name, valid_name, orders_name = (
         failed_topic.get_topic_name(),
         parsed_topic.get_topic_name(),
         valid_topic.get_topic_name(),
+        orders_topic.get_topic_name(),
     )
 
     # Both stateful stages take batches: the body runs, outputs are flushed, and only then does take_events
@@ -128,7 +127,10 @@ def create_app(settings: Settings) -> faust.App:
                 if isinstance(out, FailedEvent):
                     fail(out)
                 else:
-                    producer.produce(valid_name, key=out.device_key.encode(), value=out.to_json())
+                    body = out.to_json()
+                    producer.produce(valid_name, key=out.device_key.encode(), value=body)
+                    if is_order(out):
+                        producer.produce(orders_name, key=out.person_id.encode(), value=body)
             device_writes.send_changelog()
             await producer.flush()
 
@@ -144,7 +146,100 @@ def create_app(settings: Settings) -> faust.App:
         finally:
             await asyncio.to_thread(sink.close)
 
+    @app.agent(orders_topic, name="value")
+    async def value(stream: faust.StreamT[bytes]) -> None:
+        await _value_loop(
+            cast(faust.Stream[bytes], stream),
+            pipeline=pipeline,
+            settings=settings,
+            orders_name=orders_name,
+            alerts_name=alerts_name,
+            output=output,
+        )
+
     return app
+
+
+async def _value_loop(
+    stream: faust.Stream[bytes],
+    *,
+    pipeline: Pipeline,
+    settings: Settings,
+    orders_name: str,
+    alerts_name: str,
+    output: Callable[[], OutputProducer],
+) -> None:
+    """Customer value: one model for all customers (one partition); checkpointed after each batch."""
+    checkpoint = ValueCheckpoint(settings.data_dir / "value-checkpoint.pickle")
+    last_offset = checkpoint.restore(pipeline)
+    sink = await asyncio.to_thread(_open_sink, settings.clickhouse_dsn)
+    try:
+        async for batch in stream.take_events(settings.batch_size, within=0.5):
+            fresh = [e for e in batch if e.message.offset > last_offset]
+            if not fresh:
+                continue
+            values: list[object] = []
+            alerts: list[HighValueAlert] = []
+            for event in fresh:
+                update = pipeline.value(EventRow.from_json(event.value))
+                values.extend(update.values)
+                alerts.extend(update.alerts)
+            first, last_offset = fresh[0].message.offset, fresh[-1].message.offset
+            token = f"{orders_name}:0:{first}-{last_offset}"
+            await asyncio.to_thread(sink.insert, "customer_value", values, token=token)
+            if alerts:
+                await asyncio.to_thread(sink.insert, "high_value_alerts", alerts, token=token)
+                producer = output()
+                for alert in alerts:
+                    producer.produce(alerts_name, key=alert.person_id.encode(), value=alert.to_json())
+                await producer.flush()
+            await asyncio.to_thread(checkpoint.save, pipeline, last_offset)
+    finally:
+        await asyncio.to_thread(sink.close)
+
+
+class ValueCheckpoint:
+    """The value model and detector on disk, with the last ``orders`` offset they include.
+
+    Written atomically (temporary file, then rename) after every batch, so a killed worker restarts from
+    the last complete batch; orders at or below the saved offset are not learned twice. The file is this
+    worker's own state in its data directory, never data from a topic, so pickle is safe here.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def restore(self, pipeline: Pipeline) -> int:
+        if not self.path.exists():
+            return -1
+        with self.path.open("rb") as f:
+            model, detector, offset = pickle.load(f)  # noqa: S301 - our own file, see the class docstring
+        pipeline.value_model, pipeline.detector = model, detector
+        log.info("value model restored", path=str(self.path), offset=offset)
+        return int(offset)
+
+    def save(self, pipeline: Pipeline, offset: int) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            pickle.dump((pipeline.value_model, pipeline.detector, offset), f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(self.path)
+
+
+class _Outputs:
+    """The agents' shared librdkafka producer, created on first use inside the running worker."""
+
+    def __init__(self, *, bootstrap: str, failed_topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.failed_topic = failed_topic
+        self._producer: OutputProducer | None = None
+
+    def producer(self) -> OutputProducer:
+        if self._producer is None:
+            self._producer = OutputProducer(bootstrap=self.bootstrap)
+        return self._producer
+
+    def fail(self, out: FailedEvent) -> None:
+        self.producer().produce(self.failed_topic, key=out.source.encode(), value=out.model_dump_json().encode())
 
 
 class _DeviceWrites(MutableMapping[str, DeviceState]):

@@ -18,7 +18,7 @@ from typing import BinaryIO
 from models.ingest import DeviceState
 from schemas.records import FailedEvent
 from sinks.clickhouse import ClickHouseSink
-from streams.pipeline import Pipeline
+from streams.pipeline import Pipeline, is_order
 
 
 @dataclass
@@ -27,6 +27,7 @@ class RunSummary:
 
     inputs: int = 0
     valid: int = 0
+    alerts: int = 0
     failed: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -70,7 +71,12 @@ class EmbeddedRunner:
 
     def _run(self, inputs: Iterable[tuple[str, bytes]], progress: Callable[[int], None] | None) -> RunSummary:
         summary = RunSummary()
-        parse, sessionize, devices = self.pipeline.parse, self.pipeline.sessionize, self.devices
+        parse, sessionize, value, devices = (
+            self.pipeline.parse,
+            self.pipeline.sessionize,
+            self.pipeline.value,
+            self.devices,
+        )
         valid: list[object] = []
         failed: list[FailedEvent] = []
         first = last = ""
@@ -86,6 +92,11 @@ class EmbeddedRunner:
             else:
                 valid.append(out)
                 summary.valid += 1
+                if is_order(out):
+                    update = value(out)
+                    self.sink.write("customer_value", update.values)
+                    self.sink.write("high_value_alerts", update.alerts)
+                    summary.alerts += len(update.alerts)
             summary.inputs += 1
             if summary.inputs % self.batch_size == 0:
                 self._flush(valid, failed, first, last)

@@ -1,4 +1,4 @@
-"""Kafka plumbing outside Faust: topic creation, and fast librdkafka producers for files, the simulator and agent outputs."""
+"""Kafka plumbing outside Faust: topic creation, and librdkafka producers for files, the simulator, agents."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from confluent_kafka.cimpl import NewTopic
 from schemas.errors import ConfigError
 from streams.settings import Settings
 
-TOPICS = ("events.raw", "events.parsed", "events", "events.failed")
+TOPICS = ("events.raw", "events.parsed", "events", "events.failed", "orders", "alerts")
+# The topics the worker itself consumes (``alerts`` is for downstream systems only).
+CONSUMED_TOPICS = ("events.raw", "events.parsed", "events", "events.failed", "orders")
+# Topics whose consumer keeps one model of the whole customer base: one partition, so the result does not
+# depend on the number of workers.
+SINGLE_PARTITION_TOPICS = frozenset({"orders"})
 
 
 def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
@@ -25,10 +30,14 @@ def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
         msg = f"cannot reach Kafka at {settings.kafka_bootstrap}: {e.args[0].str() if e.args else e}"
         raise ConfigError(msg) from e
     wanted = [settings.topic(t) for t in TOPICS if settings.topic(t) not in existing]
+    single = {settings.topic(t) for t in SINGLE_PARTITION_TOPICS}
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=settings.partitions, replication_factor=1) for name in wanted]
+        [
+            NewTopic(name, num_partitions=1 if name in single else settings.partitions, replication_factor=1)
+            for name in wanted
+        ]
     )
     for name, future in futures.items():
         try:

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path.cwd() / "revstream-data")
     session_gap_minutes: Annotated[int, Field(ge=1)] = 30
     dedupe_window_days: Annotated[int, Field(ge=1)] = 7
+    value_horizon_days: Annotated[float, Field(gt=0)] = 365.0
+    high_value_top_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    value_currency: Annotated[str, Field(min_length=3, max_length=3)] = "USD"
+    fx_rates: Annotated[str, Field(pattern=r"^([A-Z]{3}=[0-9.]+)?(,[A-Z]{3}=[0-9.]+)*$")] = Field(
+        "EUR=0.92,GBP=0.79", description="units of each currency per one unit of value_currency, e.g. EUR=0.92"
+    )
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
     batch_seconds: Annotated[float, Field(gt=0)] = 1.0
     web_port: Annotated[int, Field(ge=0, le=65535)] = 6066
@@ -55,6 +61,16 @@ class Settings(BaseSettings):
     @property
     def dedupe_window(self) -> timedelta:
         return timedelta(days=self.dedupe_window_days)
+
+    @property
+    def fx_rate_map(self) -> dict[str, float]:
+        """``fx_rates`` as a mapping.
+
+        >>> Settings(fx_rates="EUR=0.9,GBP=0.8").fx_rate_map
+        {'EUR': 0.9, 'GBP': 0.8}
+        """
+        pairs = (item.split("=") for item in self.fx_rates.split(",") if item)
+        return {code: float(rate) for code, rate in pairs}
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

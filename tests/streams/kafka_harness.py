@@ -15,7 +15,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.kafka import TOPICS
+from streams.kafka import CONSUMED_TOPICS
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,9 @@ def lag(deployment: Deployment) -> int:
     consumer = Consumer({"bootstrap.servers": deployment.bootstrap, "group.id": deployment.prefix})
     try:
         total = 0
-        partitions = [
-            TopicPartition(f"{deployment.prefix}.{topic}", p) for topic in TOPICS for p in range(deployment.partitions)
-        ]
+        names = [f"{deployment.prefix}.{topic}" for topic in CONSUMED_TOPICS]
+        metadata = consumer.list_topics(timeout=10).topics
+        partitions = [TopicPartition(name, p) for name in names for p in metadata[name].partitions]
         for tp in consumer.committed(partitions, timeout=10):
             _, high = consumer.get_watermark_offsets(tp, timeout=10)
             total += high - max(tp.offset, 0)

@@ -75,6 +75,10 @@ def test_simulated_traffic_lands_once_with_true_channels_and_orders(warehouse_ds
         channel_of = dict(sink.query("SELECT message_id, channel FROM events").result_rows)
         orders = dict(sink.query("SELECT order_id, revenue FROM events WHERE event = 'Order Completed'").result_rows)
         stored = sink.query("SELECT (SELECT count() FROM events) + (SELECT count() FROM failed_events)").result_rows
+        buyers = sink.query("SELECT uniqExact(person_id) FROM events WHERE event = 'Order Completed'").result_rows
+        valued = sink.query(
+            "SELECT count(), countIf(frequency >= 1), min(p_alive) >= 0, max(p_alive) <= 1 FROM customer_value FINAL"
+        ).result_rows
     malformed = truth["malformed"]["counts"]
     assert summary.inputs == len(lines) == stored[0][0]
     assert summary.failed["dedupe"] == malformed["duplicate"]
@@ -87,3 +91,4 @@ def test_simulated_traffic_lands_once_with_true_channels_and_orders(warehouse_ds
     assert orders.keys() <= true_orders.keys()
     assert len(orders) >= len(true_orders) - malformed["wrong_type"]
     assert all(abs(orders[k] - true_orders[k]) < 0.01 for k in orders)
+    assert valued == [(buyers[0][0], buyers[0][0], True, True)]  # one current value per buyer

@@ -49,10 +49,14 @@ def traffic() -> list[bytes]:
 EVENT_COLUMNS = "* EXCEPT (source)"
 
 
-def warehouse_rows(sink: ClickHouseSink) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+def warehouse_rows(sink: ClickHouseSink) -> tuple[list[tuple[object, ...]], ...]:
     events = sink.query(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY message_id").result_rows
     failed = sink.query("SELECT message_id, stage, hex(raw) FROM failed_events ORDER BY stage, hex(raw)").result_rows
-    return events, failed
+    # Order-independent value columns: the value model's clock depends on the order orders arrive in.
+    values = sink.query(
+        "SELECT person_id, frequency, monetary FROM customer_value FINAL ORDER BY person_id"
+    ).result_rows
+    return events, failed, values
 
 
 def test_worker_ingests_exactly_once_and_matches_embedded_mode(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -86,4 +90,6 @@ def test_worker_ingests_exactly_once_and_matches_embedded_mode(kafka_bootstrap: 
         embedded_rows = warehouse_rows(sink)
     assert kafka_rows[0] == embedded_rows[0]
     assert kafka_rows[1] == embedded_rows[1]
+    assert kafka_rows[2] == embedded_rows[2]
+    assert [(p, f) for p, f, _ in kafka_rows[2]] == [("dev0", 3), ("dev10", 3), ("dev20", 3), ("dev30", 3)]
     assert counts[3] == len({row[6] for row in embedded_rows[0]})
