@@ -11,7 +11,7 @@ chDB allows one open database path per process: close a sink before opening anot
 >>> with ClickHouseSink(dsn=f"chdb://{tempfile.mkdtemp()}") as sink:
 ...     sink.migrate()
 ...     sink.query("SELECT count() FROM events").result_rows
-[1]
+[1, 2]
 [(0,)]
 """
 
