@@ -1,6 +1,6 @@
 """Throughput of ingest + sink: embedded mode, Kafka mode, and a bare aiokafka loop as the reference.
 
-    python -m benchmarks.pipeline --events 200000 --json benchmarks/results/pipeline.json
+    python -m benchmarks.pipeline --events 200000   # also writes benchmarks/results/pipeline.json
 
 Input is simulator traffic (seed 1, 1% malformed). Embedded mode runs :class:`EmbeddedRunner` into a fresh
 chDB warehouse in this process (one core). Kafka mode produces the events to a fresh topic prefix, starts a
@@ -184,7 +184,12 @@ def main() -> int:
     parser.add_argument("--bootstrap", default="127.0.0.1:19092", help="Kafka bootstrap (default 127.0.0.1:19092)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of the benchmark topics (default 4)")
     parser.add_argument("--embedded-only", action="store_true", help="skip Kafka mode")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "pipeline.json",
+        help="where to write the figures (default benchmarks/results/pipeline.json)",
+    )
     args = parser.parse_args()
 
     lines = traffic(args.events)
