@@ -15,17 +15,8 @@ from typing import Any
 
 import orjson
 
-CHANNELS = (
-    "paid_search",
-    "organic_search",
-    "paid_social",
-    "organic_social",
-    "email",
-    "display",
-    "affiliate",
-    "referral",
-    "direct",
-)
+from models.channels import CHANNELS
+
 PAID_CHANNELS = ("paid_search", "paid_social", "display", "affiliate", "email")
 DEVICE_TYPES = ("desktop", "mobile", "tablet")
 COUNTRIES = ("US", "CA", "GB", "DE", "FR")

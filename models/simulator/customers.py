@@ -17,9 +17,11 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from models.channels import CHANNELS
+
 from .catalog import FX_TO_LOCAL, Catalog
 from .channels import ChannelModel
-from .config import CHANNELS, SimulationConfig
+from .config import SimulationConfig
 from .devices import CARRIER_POOL_SIZE
 from .formats import DAY_MS
 from .plans import Device, Order, Person, SessionPlan

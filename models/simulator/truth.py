@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from models.channels import CHANNELS
+
 from .catalog import FX_TO_LOCAL
-from .config import CHANNELS
 from .formats import DAY_MS, iso_ms
 from .noise import INVALID_KINDS
 from .plans import Person, SessionPlan
