@@ -2,7 +2,7 @@
 
 Inbound: Segment-spec events (:mod:`schemas.segment`) with typed e-commerce properties
 (:mod:`schemas.ecommerce`) and marketing spend records (:mod:`schemas.spend`). Outbound: the rows and
-messages we emit (:mod:`schemas.records`). ``SCHEMA_VERSION`` is stamped on every emitted record; bump it
+messages we emit (:mod:`schemas.records`, :mod:`schemas.value`). ``SCHEMA_VERSION`` is stamped on every emitted record; bump it
 when a field changes meaning.
 
 Exceptions::
@@ -10,7 +10,9 @@ Exceptions::
     RevstreamError (schemas.errors)
      ├── EventError        an inbound event or batch is invalid (carries the stage)
      ├── SinkError         a warehouse write failed (sinks.clickhouse)
-     └── ConfigError       a setting, path or DSN is unusable (streams.settings)
+     ├── ConfigError       a setting, path or DSN is unusable (streams.settings)
+     ├── DeliveryError     the collector could not confirm delivery to Kafka (streams.delivery)
+     └── FitError          a customer-value model fit failed (models.value.fitting)
 """
 
 from schemas.errors import ConfigError, EventError, RevstreamError, SinkError
@@ -29,6 +31,7 @@ from schemas.segment import (
     parse_event,
 )
 from schemas.spend import MarketingSpend
+from schemas.value import CustomerValue, HighValueAlert
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -36,11 +39,13 @@ __all__ = [
     "SCHEMA_VERSION",
     "AliasEvent",
     "ConfigError",
+    "CustomerValue",
     "Event",
     "EventError",
     "EventRow",
     "FailedEvent",
     "GroupEvent",
+    "HighValueAlert",
     "IdentifyEvent",
     "MarketingSpend",
     "PageEvent",
