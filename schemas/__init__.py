@@ -2,8 +2,8 @@
 
 Inbound: Segment-spec events (:mod:`schemas.segment`) with typed e-commerce properties
 (:mod:`schemas.ecommerce`) and marketing spend records (:mod:`schemas.spend`). Outbound: the rows and
-messages we emit (:mod:`schemas.records`, :mod:`schemas.value`). ``SCHEMA_VERSION`` is stamped on every emitted record; bump it
-when a field changes meaning.
+messages we emit (:mod:`schemas.records`, :mod:`schemas.value`). ``SCHEMA_VERSION`` is stamped on every
+emitted record; bump it when a field changes meaning.
 
 Exceptions::
 
