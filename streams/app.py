@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
+import mode
 import structlog
 from faust.serializers import codecs
 
@@ -80,7 +81,6 @@ def create_app(settings: Settings) -> faust.App:
     valid_topic = app.topic(settings.topic("events"), value_type=bytes)
     failed_topic = app.topic(settings.topic("events.failed"), value_type=bytes)
     orders_topic = app.topic(settings.topic("orders"), value_type=bytes, partitions=1)
-    alerts_name = settings.topic("alerts")
     devices = app.Table(
         "devices",
         default=None,
@@ -146,6 +146,8 @@ def create_app(settings: Settings) -> faust.App:
         finally:
             await asyncio.to_thread(sink.close)
 
+    _serve_collector(app, settings)
+
     @app.agent(orders_topic, name="value")
     async def value(stream: faust.StreamT[bytes]) -> None:
         await _value_loop(
@@ -153,7 +155,7 @@ def create_app(settings: Settings) -> faust.App:
             pipeline=pipeline,
             settings=settings,
             orders_name=orders_name,
-            alerts_name=alerts_name,
+            alerts_name=settings.topic("alerts"),
             output=output,
         )
 
@@ -271,6 +273,31 @@ class _DeviceWrites(MutableMapping[str, DeviceState]):
         for key, partition in self._touched.items():
             self.table.send_changelog(partition, key, self.table.data[key])
         self._touched.clear()
+
+
+def _serve_collector(app: faust.App, settings: Settings) -> None:
+    """With ``worker_collector`` set, run the HTTP collector in the worker's loop, started and stopped with it."""
+    if not settings.worker_collector:
+        return
+    from streams.collector import RunningCollector, parse_write_keys  # noqa: PLC0415 - only when enabled
+
+    class CollectorService(mode.Service):
+        running: RunningCollector | None = None
+
+        async def on_start(self) -> None:
+            self.running = await RunningCollector.start(
+                settings,
+                parse_write_keys(settings.write_keys),
+                host=settings.collector_host,
+                port=settings.collector_port,
+                delivery_timeout=10.0,
+            )
+
+        async def on_stop(self) -> None:
+            if self.running is not None:
+                await self.running.stop()
+
+    app.service(CollectorService)
 
 
 def _open_sink(dsn: str) -> ClickHouseSink:

@@ -107,9 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("table", "tsv", "json"), default="table", help="output format (default table)"
     )
 
-    sub.add_parser("worker", parents=[common], help="run the Faust worker (Kafka mode)",
-                   description="Start a Faust worker: consumes events.raw and writes to ClickHouse. "
-                   "Brokers from REVSTREAM_BROKERS (default 127.0.0.1:19092).")  # fmt: skip
+    worker = sub.add_parser("worker", parents=[common], help="run the Faust worker (Kafka mode)",
+                            description="Start a Faust worker: consumes events.raw and writes to ClickHouse. "
+                            "Brokers from REVSTREAM_BROKERS (default 127.0.0.1:19092).")  # fmt: skip
+    worker.add_argument("--collector", action="store_true",
+                        help="also serve the HTTP collector on $REVSTREAM_COLLECTOR_PORT (default 8088)")  # fmt: skip
     collect = sub.add_parser("collect", parents=[common], help="run the HTTP collector (Segment HTTP API)",
                              description="Serve the Segment HTTP Tracking API (/v1/track, /v1/batch ...) and the "
                              "browser tracker (/tracker.js); produce accepted events to events.raw. Write keys "
@@ -184,6 +186,8 @@ def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.commands import worker
 
+    if args.collector:
+        settings = settings.model_copy(update={"worker_collector": True})
     return worker(settings)
 
 

@@ -411,27 +411,51 @@ def collect(settings: Settings, *, host: str, port: int, delivery_timeout: float
     return 0
 
 
+class RunningCollector:
+    """A collector listening on ``host:port`` inside an already running event loop (``revstream collect``,
+    or the Faust worker when ``REVSTREAM_WORKER_COLLECTOR`` is set); :meth:`stop` flushes and closes."""
+
+    def __init__(self, runner: web.AppRunner, producer: KafkaProducer, collector: Collector) -> None:
+        self.runner = runner
+        self.producer = producer
+        self.collector = collector
+
+    @classmethod
+    async def start(
+        cls, settings: Settings, keys: frozenset[str], *, host: str, port: int, delivery_timeout: float
+    ) -> RunningCollector:
+        topic = settings.topic("events.raw")
+        producer = KafkaProducer(bootstrap=settings.kafka_bootstrap, topic=topic, timeout=delivery_timeout)
+        collector = Collector(producer=producer, write_keys=keys)
+        runner = web.AppRunner(collector.app(), access_log=None, shutdown_timeout=delivery_timeout + 5)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, backlog=4096)
+        try:
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            await producer.close()
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            msg = f"cannot listen on {host}:{port}: {reason}"
+            raise ConfigError(msg) from e
+        log.info("collector listening", url=f"http://{host}:{port}", topic=topic, write_keys=len(keys))
+        return cls(runner, producer, collector)
+
+    async def stop(self) -> None:
+        log.info("collector stopping", **self.collector.stats)
+        try:
+            await self.runner.cleanup()
+        finally:
+            await self.producer.close()
+
+
 async def _serve(settings: Settings, keys: frozenset[str], *, host: str, port: int, delivery_timeout: float) -> None:
-    topic = settings.topic("events.raw")
-    producer = KafkaProducer(bootstrap=settings.kafka_bootstrap, topic=topic, timeout=delivery_timeout)
-    collector = Collector(producer=producer, write_keys=keys)
-    runner = web.AppRunner(collector.app(), access_log=None, shutdown_timeout=delivery_timeout + 5)
-    await runner.setup()
+    running = await RunningCollector.start(settings, keys, host=host, port=port, delivery_timeout=delivery_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(runner, host, port, backlog=4096)
-        try:
-            await site.start()
-        except OSError as e:
-            reason = os.strerror(e.errno) if e.errno else str(e)
-            msg = f"cannot listen on {host}:{port}: {reason}"
-            raise ConfigError(msg) from e
-        log.info("collector listening", url=f"http://{host}:{port}", topic=topic, write_keys=len(keys))
         await stop.wait()
-        log.info("collector stopping", **collector.stats)
     finally:
-        await runner.cleanup()
-        await producer.close()
+        await running.stop()

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     write_keys: str = Field("", description="collector write keys, comma separated; empty accepts any key")
     collector_host: str = "127.0.0.1"
     collector_port: Annotated[int, Field(ge=0, le=65535)] = 8088
+    worker_collector: bool = Field(False, description="the worker also serves the collector on collector_port")
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -67,11 +67,16 @@ def lag(deployment: Deployment) -> int:
 
 
 @contextmanager
-def worker(deployment: Deployment, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real worker process; stopped with SIGTERM (then SIGKILL) on exit."""
+def worker(
+    deployment: Deployment, log: Path, *, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real worker process (``env`` defaults to the deployment's); stopped with SIGTERM (then SIGKILL)."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=deployment.env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env or deployment.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield proc

@@ -93,3 +93,41 @@ def test_worker_ingests_exactly_once_and_matches_embedded_mode(kafka_bootstrap: 
     assert kafka_rows[2] == embedded_rows[2]
     assert [(p, f) for p, f, _ in kafka_rows[2]] == [("dev0", 3), ("dev10", 3), ("dev20", 3), ("dev30", 3)]
     assert counts[3] == len({row[6] for row in embedded_rows[0]})
+
+
+def test_worker_can_serve_the_collector(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """``revstream worker --collector``: events posted to the worker's HTTP API land in ClickHouse."""
+    import base64
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    deployment = Deployment.new(kafka_bootstrap, tmp_path)
+    settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=deployment.partitions)
+    ensure_topics(settings)
+    env = {**deployment.env, "REVSTREAM_WORKER_COLLECTOR": "true", "REVSTREAM_COLLECTOR_PORT": str(port)}
+    log = tmp_path / "worker.log"
+    body = b'{"batch": [' + b",".join(segment(messageId=f"http{i}") for i in range(3)) + b"]}"
+    auth = "Basic " + base64.b64encode(b"any-key:").decode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/batch",
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": auth},
+    )
+    with worker(deployment, log, env=env) as proc:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    assert response.status == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+        wait_drained(deployment, proc, log)
+    with ClickHouseSink(dsn=deployment.dsn) as sink:
+        got = sink.query("SELECT message_id FROM events ORDER BY message_id").result_rows
+    assert got == [("http0",), ("http1",), ("http2",)]
