@@ -4,7 +4,8 @@ Topics (all under ``settings.topic_prefix``)::
 
     events.raw     -> ingest       (any key; Segment JSON bytes)      -> events.parsed | events.failed
     events.parsed  -> sessionize   (key = device; table ``devices``)  -> events        | events.failed
-    events, events.failed -> warehouse (batched, idempotent inserts into ClickHouse ``events``/``failed_events``)
+    events.failed  -> warehouse    (ingest failures into ClickHouse ``failed_events``)
+    (sessionize writes the ``events`` rows to ClickHouse itself, batched and idempotent)
 
 ``events.parsed`` re-keys by device so that a device's deduplication and session state sit on one
 partition with its changelog; ``events`` is the clean stream that downstream agents and consumers read.
@@ -90,7 +91,6 @@ def create_app(settings: Settings) -> faust.App:
 
     device_writes = _DeviceWrites(devices)
     outputs = _Outputs(bootstrap=settings.kafka_bootstrap, failed_topic=failed_topic.get_topic_name())
-    output, fail = outputs.producer, outputs.fail
 
     failed_name, parsed_name, valid_name, orders_name = (
         failed_topic.get_topic_name(),
@@ -104,13 +104,13 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(raw_topic, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         async for batch in cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=0.2):
-            producer = output()
+            producer = outputs.producer()
             for event in batch:
                 message = event.message
                 received_at = datetime.fromtimestamp(message.timestamp, UTC)
                 out = pipeline.parse(event.value, source=source_of(message), received_at=received_at)
                 if isinstance(out, FailedEvent):
-                    fail(out)
+                    outputs.fail(out)
                 else:
                     parsed = ParsedEvent(row=out, raw=event.value.decode())
                     producer.produce(parsed_name, key=out.device_key.encode(), value=parsed.to_json())
@@ -118,33 +118,35 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(parsed_topic, name="sessionize")
     async def sessionize(stream: faust.StreamT[bytes]) -> None:
-        async for batch in cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=0.2):
-            producer = output()
-            for event in batch:
-                parsed = ParsedEvent.from_json(event.value)
-                device_writes.partition = event.message.partition
-                out = pipeline.sessionize(parsed.row, parsed.raw, device_writes)
-                if isinstance(out, FailedEvent):
-                    fail(out)
-                else:
-                    body = out.to_json()
-                    producer.produce(valid_name, key=out.device_key.encode(), value=body)
-                    if is_order(out):
-                        producer.produce(orders_name, key=out.person_id.encode(), value=body)
-            device_writes.send_changelog()
-            await producer.flush()
-
-    warehouse_topics = app.topic(valid_name, failed_name, value_type=bytes)
-
-    @app.agent(warehouse_topics, name="warehouse")
-    async def warehouse(stream: faust.StreamT[bytes]) -> None:
+        # Rows go to ClickHouse from here, in the same batch: re-consuming them from the ``events`` topic cost
+        # a third of the worker's CPU. ``events`` is still published, for downstream consumers.
         sink = await asyncio.to_thread(_open_sink, settings.clickhouse_dsn)
         try:
-            batches = cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=settings.batch_seconds)
-            async for batch in batches:
-                await _write_batch(sink, batch, valid_name)
+            async for batch in cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=0.2):
+                producer = outputs.producer()
+                tables = _PartitionTables()
+                for event in batch:
+                    parsed = ParsedEvent.from_json(event.value)
+                    device_writes.partition = event.message.partition
+                    out = pipeline.sessionize(parsed.row, parsed.raw, device_writes)
+                    if isinstance(out, FailedEvent):
+                        outputs.fail(out)
+                    else:
+                        tables.add(event.message, out)
+                        body = out.to_json()
+                        producer.produce(valid_name, key=out.device_key.encode(), value=body)
+                        if is_order(out):
+                            producer.produce(orders_name, key=out.person_id.encode(), value=body)
+                for table, rows, token in tables.inserts(parsed_name):
+                    await _insert_retrying(sink, table, rows, token)
+                device_writes.send_changelog()
+                await producer.flush()
         finally:
             await asyncio.to_thread(sink.close)
+
+    @app.agent(failed_topic, name="warehouse")
+    async def warehouse(stream: faust.StreamT[bytes]) -> None:
+        await _failed_loop(cast(faust.Stream[bytes], stream), settings=settings, topic=failed_name)
 
     _serve_collector(app, settings)
 
@@ -156,7 +158,7 @@ def create_app(settings: Settings) -> faust.App:
             settings=settings,
             orders_name=orders_name,
             alerts_name=settings.topic("alerts"),
-            output=output,
+            output=outputs.producer,
         )
 
     return app
@@ -188,9 +190,9 @@ async def _value_loop(
                 alerts.extend(update.alerts)
             first, last_offset = fresh[0].message.offset, fresh[-1].message.offset
             token = f"{orders_name}:0:{first}-{last_offset}"
-            await asyncio.to_thread(sink.insert, "customer_value", values, token=token)
+            await _insert_retrying(sink, "customer_value", values, token)
             if alerts:
-                await asyncio.to_thread(sink.insert, "high_value_alerts", alerts, token=token)
+                await _insert_retrying(sink, "high_value_alerts", list(alerts), token)
                 producer = output()
                 for alert in alerts:
                     producer.produce(alerts_name, key=alert.person_id.encode(), value=alert.to_json())
@@ -306,24 +308,47 @@ def _open_sink(dsn: str) -> ClickHouseSink:
     return sink
 
 
-async def _write_batch(sink: ClickHouseSink, batch: Any, valid_topic: str) -> None:
-    """Insert one ``take_events`` batch: one insert per table and partition, token = offset range."""
-    groups: dict[tuple[str, int], list[Any]] = defaultdict(list)
-    for event in batch:
-        groups[event.message.topic, event.message.partition].append(event)
-    for (topic, partition), events in groups.items():
-        table = "events" if topic == valid_topic else "failed_events"
-        rows: list[object] = [
-            EventRow.from_json(e.value) if table == "events" else FailedEvent.model_validate_json(e.value)
-            for e in events
-        ]
-        token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
-        while True:
-            try:
-                await asyncio.to_thread(sink.insert, table, rows, token=token)
-                break
-            except SinkError as e:
-                # Never ack what is not stored: back off and retry the same batch with the same token.
-                delay = e.retry_after or 5.0
-                log.warning("warehouse insert failed; retrying", table=table, token=token, error=str(e), delay=delay)
-                await asyncio.sleep(delay)
+async def _failed_loop(stream: faust.Stream[bytes], *, settings: Settings, topic: str) -> None:
+    """The failed stream into ``failed_events``: one insert per partition and batch, token = offset range."""
+    sink = await asyncio.to_thread(_open_sink, settings.clickhouse_dsn)
+    try:
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            groups: dict[int, list[Any]] = defaultdict(list)
+            for event in batch:
+                groups[event.message.partition].append(event)
+            for partition, events in groups.items():
+                rows: list[object] = [FailedEvent.model_validate_json(e.value) for e in events]
+                token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
+                await _insert_retrying(sink, "failed_events", rows, token)
+    finally:
+        await asyncio.to_thread(sink.close)
+
+
+class _PartitionTables:
+    """A sessionize batch's valid rows grouped by input partition: one ``events`` insert per partition."""
+
+    def __init__(self) -> None:
+        self._groups: dict[int, tuple[list[int], list[object]]] = {}
+
+    def add(self, message: Any, row: EventRow) -> None:
+        offsets, rows = self._groups.setdefault(message.partition, ([], []))
+        offsets.append(message.offset)
+        rows.append(row)
+
+    def inserts(self, topic: str) -> Iterator[tuple[str, list[object], str]]:
+        """``(table, rows, token)``; the token names the rows' input offset range, so a replay is stored once."""
+        for partition, (offsets, rows) in self._groups.items():
+            yield "events", rows, f"{topic}:{partition}:{offsets[0]}-{offsets[-1]}"
+
+
+async def _insert_retrying(sink: ClickHouseSink, table: str, rows: list[object], token: str) -> None:
+    """Insert until it succeeds: never ack what is not stored; a retry carries the same token."""
+    while True:
+        try:
+            await asyncio.to_thread(sink.insert, table, rows, token=token)
+        except SinkError as e:
+            delay = e.retry_after or 5.0
+            log.warning("warehouse insert failed; retrying", table=table, token=token, error=str(e), delay=delay)
+            await asyncio.sleep(delay)
+        else:
+            return

@@ -14,8 +14,8 @@ from schemas.errors import ConfigError
 from streams.settings import Settings
 
 TOPICS = ("events.raw", "events.parsed", "events", "events.failed", "orders", "alerts")
-# The topics the worker itself consumes (``alerts`` is for downstream systems only).
-CONSUMED_TOPICS = ("events.raw", "events.parsed", "events", "events.failed", "orders")
+# The topics the worker itself consumes (``events`` and ``alerts`` are for downstream systems).
+CONSUMED_TOPICS = ("events.raw", "events.parsed", "events.failed", "orders")
 # Topics whose consumer keeps one model of the whole customer base: one partition, so the result does not
 # depend on the number of workers.
 SINGLE_PARTITION_TOPICS = frozenset({"orders"})
