@@ -1,5 +1,14 @@
-"""Root conftest: quiet structlog on stderr for doctests and tests alike."""
+"""Root conftest: quiet structlog on stderr, and settings every test process (and worker it starts) shares.
+
+``REVSTREAM_PII_KEY`` keeps tests from creating ``revstream-data/pii.key`` in the working directory.
+``REVSTREAM_CONSENT_REQUIRED=false`` treats events without a consent object as an opt-out regime does,
+so hand-written test events need no consent block; the consent tests set their own policy explicitly.
+"""
+
+import os
 
 from streams.logs import configure
 
+os.environ.setdefault("REVSTREAM_PII_KEY", "revstream-test-key")
+os.environ.setdefault("REVSTREAM_CONSENT_REQUIRED", "false")
 configure(level="WARNING")

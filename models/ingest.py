@@ -32,9 +32,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from models.channels import ChannelClassifier
+from models.privacy import ConsentPolicy, PiiHasher
 from schemas.ecommerce import OrderCompleted
 from schemas.errors import EventError
-from schemas.records import EventRow, FailedEvent
+from schemas.records import EventRow, FailedEvent, Refused
 from schemas.segment import (
     AliasEvent,
     Event,
@@ -68,20 +69,38 @@ def _message_id_of(raw: bytes) -> str:
     return mid[:256] if isinstance(mid, str) else ""
 
 
+_PII_MARKERS = ("mail", "Mail", "MAIL", "hone", "HONE", "obile", "OBILE")
+
+
+def _may_hold_pii(*texts: str) -> bool:
+    # A substring test first: most events carry no contact details, and parsing their JSON again costs more.
+    return any(marker in text for text in texts for marker in _PII_MARKERS)
+
+
 class RowBuilder:
     """Stage 1: parse, validate, stamp ``received_at``, correct clock skew, flatten to an :class:`EventRow`.
 
     ``received_at`` is the transport's receive time; an event that already carries ``receivedAt`` (set by
-    a collector at the edge, as Segment does) keeps it.
+    a collector at the edge, as Segment does) keeps it. With ``pii``, emails and phone numbers in traits
+    and properties are replaced by their keyed hash; with ``consent``, the row's ``consent`` holds the
+    granted purposes (``{}`` when the event has no consent object: stage 2 decides from the device).
     """
 
-    __slots__ = ()
+    __slots__ = ("consent", "pii")
+
+    def __init__(self, *, pii: PiiHasher | None = None, consent: ConsentPolicy | None = None) -> None:
+        self.pii = pii
+        self.consent = consent
 
     def __call__(self, raw: bytes, *, source: str, received_at: datetime) -> EventRow | FailedEvent:
+        return self.build(raw, source=source, received_at=received_at)[0]
+
+    def build(self, raw: bytes, *, source: str, received_at: datetime) -> tuple[EventRow | FailedEvent, bytes]:
+        """The row (or failure) and the bytes to carry downstream: ``raw``, or ``raw`` with its PII hashed."""
         try:
             event = parse_event(raw)
         except EventError as e:
-            return FailedEvent(
+            failed = FailedEvent(
                 message_id=_message_id_of(raw) if e.stage != "size" else "",
                 stage=e.stage,
                 error=str(e),
@@ -89,7 +108,35 @@ class RowBuilder:
                 source=source,
                 received_at=_to_ms_precision(received_at),
             )
-        return self.row(event, source=source, received_at=event.received_at or received_at)
+            return failed, raw
+        row = self.row(event, source=source, received_at=event.received_at or received_at)
+        if self.consent is not None:
+            prefs = event.context.consent.category_preferences if event.context.consent else None
+            row.consent = self.consent(prefs) if prefs is not None else {}
+        if self.pii is not None and _may_hold_pii(row.traits, row.properties):
+            raw = self._hash_pii(row, raw)
+        return row, raw
+
+    def _hash_pii(self, row: EventRow, raw: bytes) -> bytes:
+        assert self.pii is not None
+        redact = self.pii.redact
+        changed = False
+        for attr in ("traits", "properties"):
+            redacted = redact(orjson.loads(getattr(row, attr)))
+            if redacted is not None:
+                setattr(row, attr, orjson.dumps(redacted).decode())
+                changed = True
+        if not changed:
+            return raw
+        data = orjson.loads(raw)
+        for path in (("traits",), ("properties",), ("context", "traits")):
+            parent = data
+            for key in path[:-1]:
+                parent = parent.get(key) if isinstance(parent, dict) else None
+            value = parent.get(path[-1]) if isinstance(parent, dict) else None
+            if isinstance(parent, dict) and isinstance(value, dict):
+                parent[path[-1]] = redact(value) or value
+        return orjson.dumps(data)
 
     @staticmethod
     def row(event: Event, *, source: str, received_at: datetime) -> EventRow:
@@ -169,6 +216,7 @@ class DeviceState:
     sessions: list[SessionSpan] = field(default_factory=list)
     seen: dict[str, tuple[str, int]] = field(default_factory=dict)
     latest_ms: int = 0
+    consent: dict[str, bool] | None = None
 
     def to_json(self) -> bytes:
         """Compact wire form for a changelog or checkpoint.
@@ -182,6 +230,7 @@ class DeviceState:
                 "sessions": [[s.session_id, s.started_ms, s.last_ms, s.channel, s.campaign] for s in self.sessions],
                 "seen": [[mid, src, ms] for mid, (src, ms) in self.seen.items()],
                 "latest_ms": self.latest_ms,
+                "consent": self.consent,
             }
         )
 
@@ -192,13 +241,19 @@ class DeviceState:
             sessions=[SessionSpan(*s) for s in obj["sessions"]],
             seen={mid: (src, ms) for mid, src, ms in obj["seen"]},
             latest_ms=obj["latest_ms"],
+            consent=obj.get("consent"),
         )
 
 
 class Sessionizer:
-    """Stage 2: de-duplicate on ``messageId``, assign ``session_id`` and the session's channel."""
+    """Stage 2: apply consent, de-duplicate on ``messageId``, assign ``session_id`` and the session's channel.
 
-    __slots__ = ("classify", "dedupe_window", "max_sessions", "session_gap")
+    With a ``consent`` policy, an event's explicit consent becomes the device's, and an event without one
+    inherits the device's last (so a change applies to later events at once); an event whose consent
+    denies analytics is :class:`Refused` before anything about it is remembered, not even its id.
+    """
+
+    __slots__ = ("classify", "consent", "dedupe_window", "max_sessions", "session_gap")
 
     def __init__(
         self,
@@ -207,7 +262,9 @@ class Sessionizer:
         dedupe_window: timedelta = timedelta(days=7),
         max_sessions: int = 8,
         classify: ChannelClassifier | None = None,
+        consent: ConsentPolicy | None = None,
     ) -> None:
+        self.consent = consent
         self.session_gap = session_gap
         self.dedupe_window = dedupe_window
         self.max_sessions = max_sessions
@@ -215,8 +272,15 @@ class Sessionizer:
 
     def __call__(
         self, row: EventRow, raw: bytes | str, state: DeviceState | None
-    ) -> tuple[DeviceState, EventRow | FailedEvent]:
+    ) -> tuple[DeviceState, EventRow | FailedEvent | Refused]:
         state = state if state is not None else DeviceState()
+        if self.consent is not None:
+            if row.consent:
+                state.consent = row.consent
+            else:
+                row.consent = state.consent if state.consent is not None else self.consent(None)
+            if not row.consent.get("analytics", True):
+                return state, Refused(message_id=row.message_id, purpose="analytics", event_at=row.event_at)
         at_ms = _ms(row.event_at)
         first = state.seen.get(row.message_id)
         if first is not None and first[0] != row.source:

@@ -12,7 +12,8 @@ Exceptions::
      ├── SinkError         a warehouse write failed (sinks.clickhouse)
      ├── ConfigError       a setting, path or DSN is unusable (streams.settings)
      ├── DeliveryError     the collector could not confirm delivery to Kafka (streams.delivery)
-     └── FitError          a customer-value model fit failed (models.value.fitting)
+     ├── FitError          a customer-value model fit failed (models.value.fitting)
+     └── ErasureError      an erasure did not complete within its bound (sinks.erasure)
 """
 
 from schemas.errors import ConfigError, EventError, RevstreamError, SinkError

@@ -36,3 +36,7 @@ class SinkError(RevstreamError):
 
 class ConfigError(RevstreamError):
     """A setting, path, flag or DSN is unusable; the message is one line for the user."""
+
+
+class ErasureError(RevstreamError):
+    """An erasure could not be completed (or not proven complete within the configured bound)."""

@@ -102,6 +102,15 @@ class ParsedEvent:
         return cls(row=EventRow.from_json(orjson.dumps(fields["row"])), raw=fields["raw"])
 
 
+@dataclass(slots=True, frozen=True)
+class Refused:
+    """An event not processed because its consent denies ``purpose``: counted, never stored."""
+
+    message_id: str
+    purpose: str
+    event_at: datetime
+
+
 class FailedEvent(BaseModel):
     """An input that is not a valid event, with its original bytes, the reason and the stage."""
 

@@ -9,9 +9,9 @@ chDB allows one open database path per process: close a sink before opening anot
 
 >>> import tempfile
 >>> with ClickHouseSink(dsn=f"chdb://{tempfile.mkdtemp()}") as sink:
-...     sink.migrate()
+...     sink.migrate() == [m.version for m in MIGRATIONS]
 ...     sink.query("SELECT count() FROM events").result_rows
-[1, 2]
+True
 [(0,)]
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import fcntl
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from operator import attrgetter
 from pathlib import Path
@@ -34,9 +34,10 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from schemas.errors import ConfigError, SinkError
+from schemas.privacy import CONSENT_REFUSAL_COLUMNS, ERASURE_LOG_COLUMNS
 from schemas.records import EVENT_COLUMNS, FAILED_COLUMNS
 from schemas.value import CUSTOMER_VALUE_COLUMNS, HIGH_VALUE_ALERT_COLUMNS
-from sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE
+from sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE, RETENTION
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "failed_events": FAILED_COLUMNS,
     "customer_value": CUSTOMER_VALUE_COLUMNS,
     "high_value_alerts": HIGH_VALUE_ALERT_COLUMNS,
+    "erasure_log": ERASURE_LOG_COLUMNS,
+    "consent_refusals": CONSENT_REFUSAL_COLUMNS,
 }
 _SCHEMES = ("chdb", "http", "https", "clickhouse", "clickhouses")
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -181,6 +184,19 @@ class ClickHouseSink:
             log.info("migration applied", version=migration.version, name=migration.name)
         return applied
 
+    def apply_retention(self, days: Mapping[str, int]) -> None:
+        """Set each table's TTL from ``days`` (setting name -> days); rows past it go at the next merge.
+
+        ``materialize_ttl_after_modify = 0``: a changed TTL applies as parts merge, instead of rewriting
+        every part at start-up.
+        """
+        for table, (column, setting) in RETENTION.items():
+            when = f"toDateTime({column})" if column.endswith("_at") else column
+            self._client.command(
+                f"ALTER TABLE {table} MODIFY TTL {when} + INTERVAL {int(days[setting])} DAY",
+                settings={"materialize_ttl_after_modify": 0},
+            )
+
     def write(self, table: str, rows: Sequence[object]) -> None:
         if table not in self._columns:
             msg = f"unknown table {table!r}"
@@ -228,6 +244,13 @@ class ClickHouseSink:
             return self._client.query(sql, parameters=parameters)
         except ClickHouseError as e:
             msg = f"query failed: {_first_line(e)}"
+            raise SinkError(msg) from e
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        try:
+            self._client.command(sql, parameters=parameters)
+        except ClickHouseError as e:
+            msg = f"command failed: {_first_line(e)}"
             raise SinkError(msg) from e
 
     def close(self) -> None:

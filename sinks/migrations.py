@@ -133,6 +133,51 @@ MIGRATIONS = (
     ),
 )
 
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        3,
+        "erasure_log and consent_refusals",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS erasure_log (
+                request_id String,
+                subject String,
+                subjects Array(String),
+                table LowCardinality(String),
+                rows_removed UInt64,
+                requested_at DateTime64(3, 'UTC'),
+                erased_at DateTime64(3, 'UTC'),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            ORDER BY (request_id, table)
+            """,
+            # Counts only: a refused event is never stored. Replays after a crash may count a batch twice.
+            """
+            CREATE TABLE IF NOT EXISTS consent_refusals (
+                day Date,
+                purpose LowCardinality(String),
+                refused UInt64,
+                schema_version UInt16
+            )
+            ENGINE = SummingMergeTree(refused)
+            ORDER BY (day, purpose)
+            """,
+        ),
+    ),
+)
+
+# Retention (``ALTER TABLE ... MODIFY TTL``, set from settings at every start): table -> time column and
+# which setting bounds it. ``erasure_log`` is kept: it is what stops an erased id from coming back.
+RETENTION: dict[str, tuple[str, str]] = {
+    "events": ("event_at", "retention_days"),
+    "failed_events": ("received_at", "failed_retention_days"),
+    "customer_value": ("computed_at", "retention_days"),
+    "high_value_alerts": ("alerted_at", "retention_days"),
+    "consent_refusals": ("day", "retention_days"),
+}
+
 MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version UInt32,

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-from collections import defaultdict
-from collections.abc import Callable, Iterator, MutableMapping
-from datetime import UTC, datetime
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,9 +31,12 @@ from faust.serializers import codecs
 
 from models.ingest import DeviceState
 from schemas.errors import SinkError
-from schemas.records import EventRow, FailedEvent, ParsedEvent
+from schemas.privacy import ERASE_MARKER, EraseMarker, ErasureRequest
+from schemas.records import EventRow, FailedEvent, ParsedEvent, Refused
 from schemas.value import HighValueAlert
 from sinks.clickhouse import ClickHouseSink
+from sinks.erasure import erase, suppressed_subjects
+from streams.embedded import refusal_rows
 from streams.kafka import OutputProducer
 from streams.pipeline import Pipeline, is_order
 from streams.settings import Settings
@@ -82,6 +85,7 @@ def create_app(settings: Settings) -> faust.App:
     valid_topic = app.topic(settings.topic("events"), value_type=bytes)
     failed_topic = app.topic(settings.topic("events.failed"), value_type=bytes)
     orders_topic = app.topic(settings.topic("orders"), value_type=bytes, partitions=1)
+    privacy_topic = app.topic(settings.topic("privacy"), value_type=bytes, partitions=1)
     devices = app.Table(
         "devices",
         default=None,
@@ -108,41 +112,35 @@ def create_app(settings: Settings) -> faust.App:
             for event in batch:
                 message = event.message
                 received_at = datetime.fromtimestamp(message.timestamp, UTC)
-                out = pipeline.parse(event.value, source=source_of(message), received_at=received_at)
+                out, carried = pipeline.parse(event.value, source=source_of(message), received_at=received_at)
                 if isinstance(out, FailedEvent):
                     outputs.fail(out)
-                else:
-                    parsed = ParsedEvent(row=out, raw=event.value.decode())
+                elif isinstance(out, EventRow):
+                    parsed = ParsedEvent(row=out, raw=carried.decode())
                     producer.produce(parsed_name, key=out.device_key.encode(), value=parsed.to_json())
             await producer.flush()
 
     @app.agent(parsed_topic, name="sessionize")
     async def sessionize(stream: faust.StreamT[bytes]) -> None:
-        # Rows go to ClickHouse from here, in the same batch: re-consuming them from the ``events`` topic cost
-        # a third of the worker's CPU. ``events`` is still published, for downstream consumers.
-        sink = await asyncio.to_thread(_open_sink, settings.clickhouse_dsn)
-        try:
-            async for batch in cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=0.2):
-                producer = outputs.producer()
-                tables = _PartitionTables()
-                for event in batch:
-                    parsed = ParsedEvent.from_json(event.value)
-                    device_writes.partition = event.message.partition
-                    out = pipeline.sessionize(parsed.row, parsed.raw, device_writes)
-                    if isinstance(out, FailedEvent):
-                        outputs.fail(out)
-                    else:
-                        tables.add(event.message, out)
-                        body = out.to_json()
-                        producer.produce(valid_name, key=out.device_key.encode(), value=body)
-                        if is_order(out):
-                            producer.produce(orders_name, key=out.person_id.encode(), value=body)
-                for table, rows, token in tables.inserts(parsed_name):
-                    await _insert_retrying(sink, table, rows, token)
-                device_writes.send_changelog()
-                await producer.flush()
-        finally:
-            await asyncio.to_thread(sink.close)
+        await _sessionize_loop(
+            cast(faust.Stream[bytes], stream),
+            pipeline=pipeline,
+            settings=settings,
+            devices=device_writes,
+            outputs=outputs,
+            names=(parsed_name, valid_name, orders_name),
+        )
+
+    @app.agent(privacy_topic, name="privacy")
+    async def privacy(stream: faust.StreamT[bytes]) -> None:
+        await _privacy_loop(
+            cast(faust.Stream[bytes], stream),
+            pipeline=pipeline,
+            settings=settings,
+            parsed_name=parsed_name,
+            orders_name=orders_name,
+            output=outputs.producer,
+        )
 
     @app.agent(failed_topic, name="warehouse")
     async def warehouse(stream: faust.StreamT[bytes]) -> None:
@@ -164,6 +162,56 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+async def _sessionize_loop(
+    stream: faust.Stream[bytes],
+    *,
+    pipeline: Pipeline,
+    settings: Settings,
+    devices: _DeviceWrites,
+    outputs: _Outputs,
+    names: tuple[str, str, str],
+) -> None:
+    """Stage 2 per batch: consent, dedupe, sessions; rows to ClickHouse and ``events``; orders to ``orders``."""
+    parsed_name, valid_name, orders_name = names
+    # Rows go to ClickHouse from here, in the same batch: re-consuming them from the ``events`` topic cost
+    # a third of the worker's CPU. ``events`` is still published, for downstream consumers.
+    sink = await asyncio.to_thread(_open_sink, settings)
+    pipeline.suppressed |= await asyncio.to_thread(suppressed_subjects, sink)
+    try:
+        async for batch in stream.take_events(settings.batch_size, within=0.2):
+            producer = outputs.producer()
+            tables = _PartitionTables()
+            refused: Counter[tuple[date, str]] = Counter()
+            for event in batch:
+                devices.partition = event.message.partition
+                if event.value.startswith(ERASE_MARKER):
+                    marker = EraseMarker.from_json(event.value)
+                    pipeline.forget([], marker.subjects)
+                    devices.pop(marker.key, None)
+                    continue
+                parsed = ParsedEvent.from_json(event.value)
+                out = pipeline.sessionize(parsed.row, parsed.raw, devices)
+                if isinstance(out, FailedEvent):
+                    outputs.fail(out)
+                elif isinstance(out, Refused):
+                    refused[out.event_at.date(), out.purpose] += 1
+                else:
+                    tables.add(event.message, out)
+                    body = out.to_json()
+                    producer.produce(valid_name, key=out.device_key.encode(), value=body)
+                    if is_order(out):
+                        producer.produce(orders_name, key=out.person_id.encode(), value=body)
+            for table, rows, token in tables.inserts(parsed_name):
+                await _insert_retrying(sink, table, rows, token)
+            if refused:
+                token = f"{parsed_name}:refusals:{_batch_range(batch)}"
+                await _insert_retrying(sink, "consent_refusals", refusal_rows(refused), token)
+            devices.send_changelog()
+            await producer.flush()
+    finally:
+        await asyncio.to_thread(sink.close)
+
+
 async def _value_loop(
     stream: faust.Stream[bytes],
     *,
@@ -176,7 +224,7 @@ async def _value_loop(
     """Customer value: one model for all customers (one partition); checkpointed after each batch."""
     checkpoint = ValueCheckpoint(settings.data_dir / "value-checkpoint.pickle")
     last_offset = checkpoint.restore(pipeline)
-    sink = await asyncio.to_thread(_open_sink, settings.clickhouse_dsn)
+    sink = await asyncio.to_thread(_open_sink, settings)
     try:
         async for batch in stream.take_events(settings.batch_size, within=0.5):
             fresh = [e for e in batch if e.message.offset > last_offset]
@@ -185,12 +233,17 @@ async def _value_loop(
             values: list[object] = []
             alerts: list[HighValueAlert] = []
             for event in fresh:
+                if event.value.startswith(ERASE_MARKER):
+                    marker = EraseMarker.from_json(event.value)
+                    pipeline.forget(marker.ids, marker.subjects)
+                    continue
                 update = pipeline.value(EventRow.from_json(event.value))
                 values.extend(update.values)
                 alerts.extend(update.alerts)
             first, last_offset = fresh[0].message.offset, fresh[-1].message.offset
             token = f"{orders_name}:0:{first}-{last_offset}"
-            await _insert_retrying(sink, "customer_value", values, token)
+            if values:
+                await _insert_retrying(sink, "customer_value", values, token)
             if alerts:
                 await _insert_retrying(sink, "high_value_alerts", list(alerts), token)
                 producer = output()
@@ -264,6 +317,7 @@ class _DeviceWrites(MutableMapping[str, DeviceState]):
 
     def __delitem__(self, key: str) -> None:
         del self.table.data[key]
+        self._touched[key] = self.partition
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.table.data)
@@ -272,8 +326,12 @@ class _DeviceWrites(MutableMapping[str, DeviceState]):
         return len(self.table.data)
 
     def send_changelog(self) -> None:
+        data = self.table.data
         for key, partition in self._touched.items():
-            self.table.send_changelog(partition, key, self.table.data[key])
+            if key in data:
+                self.table.send_changelog(partition, key, data[key])
+            else:  # erased: a tombstone, so compaction removes the state from the changelog too
+                self.table.send_changelog(partition, key, None, value_serializer="raw")
         self._touched.clear()
 
 
@@ -302,15 +360,66 @@ def _serve_collector(app: faust.App, settings: Settings) -> None:
     app.service(CollectorService)
 
 
-def _open_sink(dsn: str) -> ClickHouseSink:
-    sink = ClickHouseSink(dsn=dsn)
+def _open_sink(settings: Settings) -> ClickHouseSink:
+    sink = ClickHouseSink(dsn=settings.clickhouse_dsn)
     sink.migrate()
+    sink.apply_retention(settings.model_dump(include={"retention_days", "failed_retention_days"}))
     return sink
+
+
+def _batch_range(batch: Sequence[Any]) -> str:
+    """A batch's input coordinates, ``p:first-last`` per partition: a token that a replay reproduces."""
+    spans: dict[int, list[int]] = {}
+    for event in batch:
+        span = spans.setdefault(event.message.partition, [event.message.offset, event.message.offset])
+        span[1] = event.message.offset
+    return ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(spans.items()))
+
+
+async def _privacy_loop(
+    stream: faust.Stream[bytes],
+    *,
+    pipeline: Pipeline,
+    settings: Settings,
+    parsed_name: str,
+    orders_name: str,
+    output: Callable[[], OutputProducer],
+) -> None:
+    """Erasure requests: delete in ClickHouse, then tell every stage that holds state about the person.
+
+    Markers go to ``events.parsed`` keyed by each linked id (as a device key, so the partition that holds
+    the device's state gets it, in order with that device's events) and to ``orders`` (the value model).
+    Rows of the person that were in flight during the first delete are caught by a second one after the
+    stages have had a batch interval to apply the markers; both deletes are idempotent.
+    """
+    sink = await asyncio.to_thread(_open_sink, settings)
+    try:
+        async for event in stream.events():
+            request = ErasureRequest.model_validate_json(event.value)
+            report = await asyncio.to_thread(
+                erase, sink, request, subject=pipeline.pii.subject, bound_seconds=settings.erasure_bound_seconds
+            )
+            subjects = [pipeline.pii.subject(i) for i in report.ids]
+            pipeline.forget(report.ids, subjects)
+            producer = output()
+            for key in [*report.ids, *(f"user:{i}" for i in report.ids)]:
+                marker = EraseMarker(key=key, ids=report.ids, subjects=subjects)
+                producer.produce(parsed_name, key=key.encode(), value=marker.to_json())
+            producer.produce(
+                orders_name, key=b"erase", value=EraseMarker(key="", ids=report.ids, subjects=subjects).to_json()
+            )
+            await producer.flush()
+            await asyncio.sleep(settings.batch_seconds * 2)
+            await asyncio.to_thread(
+                erase, sink, request, subject=pipeline.pii.subject, bound_seconds=settings.erasure_bound_seconds
+            )
+    finally:
+        await asyncio.to_thread(sink.close)
 
 
 async def _failed_loop(stream: faust.Stream[bytes], *, settings: Settings, topic: str) -> None:
     """The failed stream into ``failed_events``: one insert per partition and batch, token = offset range."""
-    sink = await asyncio.to_thread(_open_sink, settings.clickhouse_dsn)
+    sink = await asyncio.to_thread(_open_sink, settings)
     try:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             groups: dict[int, list[Any]] = defaultdict(list)

@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--host", default=None, help="address to listen on (default $REVSTREAM_COLLECTOR_HOST "
                          "or 127.0.0.1)")  # fmt: skip
     collect.add_argument("--port", type=_port, default=None, help="port (default $REVSTREAM_COLLECTOR_PORT or 8088)")
+    erase = sub.add_parser("erase", parents=[common], help="erase a person everywhere (GDPR/CCPA)",
+                           description="Delete every row about a userId or anonymousId (and the ids linked to it) "
+                           "from every warehouse table and failed events, physically, and refuse its future and "
+                           "replayed events. With --kafka the request goes to the privacy topic and the workers "
+                           "also drop their in-memory and table state.")  # fmt: skip
+    erase.add_argument("subject_id", help="the userId or anonymousId to erase")
+    erase.add_argument("--kafka", action="store_true", help="send the request to the running workers")
     sub.add_parser("migrate", parents=[common], help="create or upgrade the warehouse tables")
     sub.add_parser("topics", parents=[common], help="create the Kafka topics with the configured partitions")
     return parser
@@ -199,6 +206,15 @@ def _cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     return collect(settings, host=host, port=port)
 
 
+def _cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import erase
+
+    if not args.subject_id.strip():
+        msg = "the id to erase is empty"
+        raise ConfigError(msg)
+    return erase(settings, args.subject_id, via_kafka=args.kafka)
+
+
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from streams.commands import migrate
 
@@ -220,6 +236,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "sql": _cmd_sql,
     "worker": _cmd_worker,
     "collect": _cmd_collect,
+    "erase": _cmd_erase,
     "migrate": _cmd_migrate,
     "topics": _cmd_topics,
 }

@@ -33,9 +33,22 @@ def progress_bar(description: str, total: int | None) -> Iterator[Any]:
 
 
 def open_sink(settings: Settings) -> ClickHouseSink:
+    """The warehouse, migrated and with the retention TTLs of ``settings``."""
     sink = ClickHouseSink(dsn=settings.clickhouse_dsn)
     sink.migrate()
+    sink.apply_retention(settings.model_dump(include={"retention_days", "failed_retention_days"}))
     return sink
+
+
+def summary_line(summary: RunSummary) -> str:
+    """``N events: V valid, F failed (by stage), R refused (by purpose)``."""
+    line = f"{summary.inputs} events: {summary.valid} valid, {summary.failed_total} failed"
+    if summary.failed:
+        line += f" ({', '.join(f'{k} {v}' for k, v in sorted(summary.failed.items()))})"
+    if summary.refused:
+        refused = sum(summary.refused.values())
+        line += f", {refused} refused ({', '.join(f'{k} {v}' for k, v in sorted(summary.refused.items()))})"
+    return line
 
 
 def run_embedded(settings: Settings, inputs: Iterator[tuple[str, bytes]], *, total: int | None) -> RunSummary:
@@ -53,8 +66,7 @@ def replay(settings: Settings, file: str) -> int:
             total = sum(1 for _ in stream)
             stream.seek(0)
             summary = run_embedded(settings, ndjson_lines(stream, path.name), total=total)
-    print(f"{summary.inputs} events: {summary.valid} valid, {summary.failed_total} failed", end="")
-    print(f" ({', '.join(f'{k} {v}' for k, v in sorted(summary.failed.items()))})" if summary.failed else "")
+    print(summary_line(summary))
     return 0
 
 
@@ -148,7 +160,8 @@ def print_summary(sink: ClickHouseSink, summary: RunSummary, *, prefix: str) -> 
     ).result_rows[0]
     out.print(
         f"[bold]{summary.inputs}[/] events in: [green]{summary.valid} valid[/], "
-        f"[red]{summary.failed_total} failed[/]; warehouse holds {overview[0]} events, {overview[1]} sessions, "
+        f"[red]{summary.failed_total} failed[/], {sum(summary.refused.values())} refused by consent; "
+        f"warehouse holds {overview[0]} events, {overview[1]} sessions, "
         f"{overview[2]} people, {overview[3]} orders, revenue {overview[4]:,.2f}"
     )
     failed = Table("stage", "reason", "events", title="Failed events")
@@ -170,6 +183,33 @@ def print_summary(sink: ClickHouseSink, summary: RunSummary, *, prefix: str) -> 
     ).result_rows:
         channels.add_row(channel, str(sessions), str(orders), f"{orders / sessions:.2%}", f"{revenue:,.2f}")
     out.print(channels)
+
+
+def erase(settings: Settings, subject_id: str, *, via_kafka: bool) -> int:
+    """Erase a person now (embedded warehouse or server), or ask the workers to (``via_kafka``)."""
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from schemas.privacy import ErasureRequest
+    from sinks.erasure import erase as erase_in_warehouse
+    from streams.pipeline import pii_key
+
+    request = ErasureRequest(subject_id=subject_id, request_id=str(uuid4()), requested_at=datetime.now(UTC))
+    if via_kafka:
+        from streams.kafka import ensure_topics, produce
+
+        ensure_topics(settings)
+        produce(settings, [request.model_dump_json().encode()], topic="privacy")
+        print(f"erasure {request.request_id} of {subject_id!r} sent to {settings.topic('privacy')}")
+        return 0
+    from models.privacy import PiiHasher
+
+    hasher = PiiHasher(key=pii_key(settings))
+    with open_sink(settings) as sink:
+        report = erase_in_warehouse(sink, request, subject=hasher.subject, bound_seconds=settings.erasure_bound_seconds)
+    removed = ", ".join(f"{table} {n}" for table, n in sorted(report.removed.items()) if n) or "nothing stored"
+    print(f"erased {subject_id!r} and {len(report.ids) - 1} linked ids: {removed}; future events are refused")
+    return 0
 
 
 def worker(settings: Settings) -> int:

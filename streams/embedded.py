@@ -12,23 +12,26 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import BinaryIO
 
 from models.ingest import DeviceState
-from schemas.records import FailedEvent
+from schemas.privacy import ConsentRefusalRow
+from schemas.records import EventRow, FailedEvent, Refused
 from sinks.clickhouse import ClickHouseSink
+from sinks.erasure import suppressed_subjects
 from streams.pipeline import Pipeline, is_order
 
 
 @dataclass
 class RunSummary:
-    """What a run did: every input is counted once, as valid or as failed (by stage)."""
+    """What a run did: every input is counted once, as valid, as failed (by stage) or as refused (by purpose)."""
 
     inputs: int = 0
     valid: int = 0
     alerts: int = 0
     failed: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
 
     @property
     def failed_total(self) -> int:
@@ -64,6 +67,7 @@ class EmbeddedRunner:
         self.batch_size = batch_size
         self.clock = clock
         self.devices: dict[str, DeviceState] = {}
+        pipeline.suppressed |= suppressed_subjects(sink)
 
     def run(self, inputs: Iterable[tuple[str, bytes]], *, progress: Callable[[int], None] | None = None) -> RunSummary:
         with _young_gc_only():
@@ -79,16 +83,21 @@ class EmbeddedRunner:
         )
         valid: list[object] = []
         failed: list[FailedEvent] = []
+        refused: Counter[tuple[date, str]] = Counter()
         first = last = ""
         for source, raw in inputs:
             first = first or source
             last = source
-            out = parse(raw, source=source, received_at=self.clock())
-            if not isinstance(out, FailedEvent):
-                out = sessionize(out, raw, devices)
+            out: EventRow | FailedEvent | Refused
+            out, carried = parse(raw, source=source, received_at=self.clock())
+            if isinstance(out, EventRow):
+                out = sessionize(out, carried, devices)
             if isinstance(out, FailedEvent):
                 failed.append(out)
                 summary.failed[out.stage] += 1
+            elif isinstance(out, Refused):
+                refused[out.event_at.date(), out.purpose] += 1
+                summary.refused[out.purpose] += 1
             else:
                 valid.append(out)
                 summary.valid += 1
@@ -99,25 +108,33 @@ class EmbeddedRunner:
                     summary.alerts += len(update.alerts)
             summary.inputs += 1
             if summary.inputs % self.batch_size == 0:
-                self._flush(valid, failed, first, last)
+                self._flush(valid, failed, refused, first, last)
                 first = ""
                 if progress is not None:
                     progress(self.batch_size)
         if first:
-            self._flush(valid, failed, first, last)
+            self._flush(valid, failed, refused, first, last)
             if progress is not None:
                 progress(summary.inputs % self.batch_size)
         return summary
 
-    def _flush(self, valid: list[object], failed: list[FailedEvent], first: str, last: str) -> None:
+    def _flush(
+        self, valid: list[object], failed: list[FailedEvent], refused: Counter[tuple[date, str]], first: str, last: str
+    ) -> None:
         self.sink.write("events", valid)
         self.sink.write("failed_events", failed)
+        self.sink.write("consent_refusals", refusal_rows(refused))
         try:
             self.sink.flush(token=f"{first}-{last.rsplit(':', 1)[-1]}")
         finally:
             valid.clear()
             failed.clear()
+            refused.clear()
             gc.collect(1)
+
+
+def refusal_rows(refused: Counter[tuple[date, str]]) -> list[object]:
+    return [ConsentRefusalRow(day=day, purpose=purpose, refused=n) for (day, purpose), n in sorted(refused.items())]
 
 
 @contextmanager

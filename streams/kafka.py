@@ -13,12 +13,12 @@ from confluent_kafka.cimpl import NewTopic
 from schemas.errors import ConfigError
 from streams.settings import Settings
 
-TOPICS = ("events.raw", "events.parsed", "events", "events.failed", "orders", "alerts")
+TOPICS = ("events.raw", "events.parsed", "events", "events.failed", "orders", "alerts", "privacy")
 # The topics the worker itself consumes (``events`` and ``alerts`` are for downstream systems).
-CONSUMED_TOPICS = ("events.raw", "events.parsed", "events.failed", "orders")
+CONSUMED_TOPICS = ("events.raw", "events.parsed", "events.failed", "orders", "privacy")
 # Topics whose consumer keeps one model of the whole customer base: one partition, so the result does not
 # depend on the number of workers.
-SINGLE_PARTITION_TOPICS = frozenset({"orders"})
+SINGLE_PARTITION_TOPICS = frozenset({"orders", "privacy"})
 
 
 def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import ConfigError
@@ -50,6 +50,22 @@ class Settings(BaseSettings):
     worker_collector: bool = Field(False, description="the worker also serves the collector on collector_port")
     log_level: str = "INFO"
     log_json: bool = False
+    consent_required: bool = Field(
+        True, description="events without a consent object are denied every purpose (fail closed, GDPR-style)"
+    )
+    consent_purposes: Annotated[str, Field(pattern=r"^[a-z]+=[^;=]+(;[a-z]+=[^;=]+)*$")] = Field(
+        "analytics=analytics|statistics|performance|C0002;marketing=marketing|advertising|targeting|datasharing|C0004;"
+        "personalisation=personalization|personalisation|functional|C0003",
+        description="purpose=category|category;... mapping of consent categories to the purposes revstream acts on",
+    )
+    pii_key: SecretStr | None = Field(
+        None, description="key of the hash applied to emails and phones; default: data_dir/pii.key, made once"
+    )
+    retention_days: Annotated[int, Field(ge=1)] = Field(730, description="TTL of events and derived tables")
+    failed_retention_days: Annotated[int, Field(ge=1)] = Field(30, description="TTL of failed_events (raw bytes)")
+    erasure_bound_seconds: Annotated[float, Field(gt=0)] = Field(
+        300.0, description="an erasure fails unless ClickHouse has physically removed the rows within this time"
+    )
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -72,6 +88,16 @@ class Settings(BaseSettings):
         """
         pairs = (item.split("=") for item in self.fx_rates.split(",") if item)
         return {code: float(rate) for code, rate in pairs}
+
+    @property
+    def consent_purpose_map(self) -> dict[str, tuple[str, ...]]:
+        """``consent_purposes`` as a mapping.
+
+        >>> Settings(consent_purposes="analytics=a|b;marketing=c").consent_purpose_map
+        {'analytics': ('a', 'b'), 'marketing': ('c',)}
+        """
+        pairs = (item.split("=") for item in self.consent_purposes.split(";"))
+        return {purpose: tuple(cats.split("|")) for purpose, cats in pairs}
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

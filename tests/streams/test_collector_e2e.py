@@ -355,10 +355,11 @@ def test_tracker_in_headless_chromium_reaches_clickhouse(stack: Stack, tmp_path:
     assert by_event["Dead Click"] == [{"selector": "div.promo-banner"}]
     assert len(by_event["Element Clicked"]) == 4
     [consent_row] = [r for r in rows if r[1] == "Segment Consent Preference Updated"]
-    assert consent_row[3] == {"analytics": True, "marketing": False}
+    # purposes mapped from the categories; personalisation was not asked, and consent is optional in tests
+    assert consent_row[3] == {"analytics": True, "marketing": False, "personalisation": True}
     assert by_event["Page Engagement"][0]["engagement_time_ms"] > 0
     later = [r for r in rows if r[1] == "Scroll Depth Reached"]
-    assert all(r[3] == {"analytics": True, "marketing": False} for r in later)
+    assert all(r[3] == consent_row[3] for r in later)
     assert stack.query("SELECT count() FROM failed_events") == [(0,)]
 
 

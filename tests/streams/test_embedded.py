@@ -68,9 +68,11 @@ def test_simulated_traffic_lands_once_with_true_channels_and_orders(warehouse_ds
     sim = simulate(SimulationConfig(users=300, days=7, seed=5, malformed_rate=0.02))
     lines = list(sim.collected_events())
     truth = sim.truth()
+    # A deployment that does not gate analytics on consent: every line is valid or failed, none refused.
+    ungated = Settings(consent_purposes="analytics=not-asked;marketing=marketing", consent_required=False)
     with ClickHouseSink(dsn=warehouse_dsn) as sink:
         sink.migrate()
-        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=1000)
+        runner = EmbeddedRunner(pipeline=Pipeline(ungated), sink=sink, batch_size=1000)
         summary = runner.run((f"sim:{n}", line) for n, line in enumerate(lines, start=1))
         channel_of = dict(sink.query("SELECT message_id, channel FROM events").result_rows)
         orders = dict(sink.query("SELECT order_id, revenue FROM events WHERE event = 'Order Completed'").result_rows)
@@ -92,3 +94,28 @@ def test_simulated_traffic_lands_once_with_true_channels_and_orders(warehouse_ds
     assert len(orders) >= len(true_orders) - malformed["wrong_type"]
     assert all(abs(orders[k] - true_orders[k]) < 0.01 for k in orders)
     assert valued == [(buyers[0][0], buyers[0][0], True, True)]  # one current value per buyer
+
+
+def test_consent_refuses_analytics_denied_people_and_counts_them(warehouse_dsn: str) -> None:
+    """Simulated consent: nobody who denied analytics is stored; refusals are counted per day and purpose."""
+    from models.simulator import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(users=200, days=5, seed=11))
+    truth = sim.truth()
+    settings = Settings(consent_required=True)
+    with ClickHouseSink(dsn=warehouse_dsn) as sink:
+        sink.migrate()
+        runner = EmbeddedRunner(pipeline=Pipeline(settings), sink=sink, batch_size=500)
+        summary = runner.run((f"sim:{n}", line) for n, line in enumerate(sim.collected_events(), start=1))
+        stored = {r[0] for r in sink.query("SELECT DISTINCT anonymous_id FROM events").result_rows}
+        counted = sink.query("SELECT sum(refused) FROM consent_refusals WHERE purpose = 'analytics'").result_rows
+        consent_column = sink.query("SELECT DISTINCT mapKeys(consent) FROM events").result_rows
+    steady = [p for p in truth["persons"].values() if p["consent_after"] is None and not p["erased"]]
+    denied = [p for p in steady if p["consent"] is None or not p["consent"]["categoryPreferences"]["analytics"]]
+    granted = [p for p in steady if p not in denied]
+    assert denied and granted
+    assert not any(d in stored for p in denied for d in p["devices"])  # no banner = denied when required
+    assert sum(d in stored for p in granted for d in p["devices"]) >= 0.5 * sum(len(p["devices"]) for p in granted)
+    assert summary.refused["analytics"] == counted[0][0] > 0
+    assert summary.inputs == summary.valid + summary.failed_total + summary.refused["analytics"]
+    assert consent_column == [(["analytics", "marketing", "personalisation"],)]
