@@ -5,8 +5,9 @@ event arrived on. Stage 2 (:class:`Sessionizer`) keeps a :class:`DeviceState` pe
 re-keyed by device first; the embedded runner calls both stages back to back with a dict as the table.
 
 Deduplication is on ``messageId`` within a device, remembering where each id was first seen. The same id
-from the same ``source`` is a replay of that very input after a crash (at-least-once delivery) and is
-processed again, idempotently; from another source it is a duplicate and goes to the failed stream.
+from the same ``source`` is a replay of that very input after a crash (at-least-once delivery): its
+effects were made before the state that remembers it was saved, so the output is ``None`` (nothing to do
+again). From another source it is a duplicate and goes to the failed stream.
 
 Sessions: a new session starts after ``session_gap`` of inactivity on the device, in event time. A late
 event joins whichever of the device's recent sessions it falls within (``session_gap`` either side).
@@ -272,7 +273,7 @@ class Sessionizer:
 
     def __call__(
         self, row: EventRow, raw: bytes | str, state: DeviceState | None
-    ) -> tuple[DeviceState, EventRow | FailedEvent | Refused]:
+    ) -> tuple[DeviceState, EventRow | FailedEvent | Refused | None]:
         state = state if state is not None else DeviceState()
         if self.consent is not None:
             if row.consent:
@@ -283,7 +284,9 @@ class Sessionizer:
                 return state, Refused(message_id=row.message_id, purpose="analytics", event_at=row.event_at)
         at_ms = _ms(row.event_at)
         first = state.seen.get(row.message_id)
-        if first is not None and first[0] != row.source:
+        if first is not None and first[0] == row.source:
+            return state, None
+        if first is not None:
             failed = FailedEvent(
                 message_id=row.message_id,
                 stage="dedupe",
@@ -293,9 +296,8 @@ class Sessionizer:
                 received_at=row.received_at,
             )
             return state, failed
-        if first is None:
-            state.seen[row.message_id] = (row.source, at_ms)
-            self._expire(state, at_ms)
+        state.seen[row.message_id] = (row.source, at_ms)
+        self._expire(state, at_ms)
         span = self._session_for(row, at_ms, state)
         row.session_id = span.session_id
         row.channel = span.channel

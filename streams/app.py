@@ -94,6 +94,13 @@ def create_app(settings: Settings) -> faust.App:
     )
 
     device_writes = _DeviceWrites(devices)
+    unstored_rows = UnstoredRows()
+
+    def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        unstored_rows.reset()  # a partition that comes back may have been written by another worker
+
+    app.on_partitions_revoked.connect(on_revoked)
+
     outputs = _Outputs(bootstrap=settings.kafka_bootstrap, failed_topic=failed_topic.get_topic_name())
 
     failed_name, parsed_name, valid_name, orders_name = (
@@ -127,6 +134,7 @@ def create_app(settings: Settings) -> faust.App:
             pipeline=pipeline,
             settings=settings,
             devices=device_writes,
+            unstored=unstored_rows,
             outputs=outputs,
             names=(parsed_name, valid_name, orders_name),
         )
@@ -168,6 +176,7 @@ async def _sessionize_loop(
     pipeline: Pipeline,
     settings: Settings,
     devices: _DeviceWrites,
+    unstored: UnstoredRows,
     outputs: _Outputs,
     names: tuple[str, str, str],
 ) -> None:
@@ -191,6 +200,8 @@ async def _sessionize_loop(
                     continue
                 parsed = ParsedEvent.from_json(event.value)
                 out = pipeline.sessionize(parsed.row, parsed.raw, devices)
+                if out is None:  # a replay of an input whose effects were all made before its state was saved
+                    continue
                 if isinstance(out, FailedEvent):
                     outputs.fail(out)
                 elif isinstance(out, Refused):
@@ -201,13 +212,16 @@ async def _sessionize_loop(
                     producer.produce(valid_name, key=out.device_key.encode(), value=body)
                     if is_order(out):
                         producer.produce(orders_name, key=out.person_id.encode(), value=body)
-            for table, rows, token in tables.inserts(parsed_name):
-                await _insert_retrying(sink, table, rows, token)
+            for partition, rows, token in tables.inserts(parsed_name):
+                fresh = await unstored.filter(sink, partition, rows)
+                if fresh:
+                    await _insert_retrying(sink, "events", fresh, token)
             if refused:
                 token = f"{parsed_name}:refusals:{_batch_range(batch)}"
                 await _insert_retrying(sink, "consent_refusals", refusal_rows(refused), token)
-            devices.send_changelog()
+            # Effects first, state last: a state that remembers an input proves its effects were all made.
             await producer.flush()
+            devices.send_changelog()
     finally:
         await asyncio.to_thread(sink.close)
 
@@ -426,28 +440,70 @@ async def _failed_loop(stream: faust.Stream[bytes], *, settings: Settings, topic
             for event in batch:
                 groups[event.message.partition].append(event)
             for partition, events in groups.items():
-                rows: list[object] = [FailedEvent.model_validate_json(e.value) for e in events]
+                rows = {f.source: f for f in (FailedEvent.model_validate_json(e.value) for e in events)}
+                # An input's failure can be published twice (ingest re-runs a batch after a crash) at two
+                # offsets; ``source`` names the input, so one already stored is not stored again. Failures
+                # are rare, so checking every batch costs little.
+                stored = await asyncio.to_thread(
+                    sink.query, "SELECT source FROM failed_events WHERE source IN %(s)s", {"s": list(rows)}
+                )
+                known = {r[0] for r in stored.result_rows}
+                fresh: list[object] = [f for src, f in rows.items() if src not in known]
                 token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
-                await _insert_retrying(sink, "failed_events", rows, token)
+                if fresh:
+                    await _insert_retrying(sink, "failed_events", fresh, token)
     finally:
         await asyncio.to_thread(sink.close)
+
+
+class UnstoredRows:
+    """Drops rows already in ``events`` from the first batches of a partition after (re)assignment.
+
+    A crash between a batch's insert and the save of the state that remembers it replays that batch, and
+    the replay's batch boundaries differ, so its insert token differs too. Those replayed inputs are a
+    prefix of the partition's stream after the committed offset, so the rows are checked against the table
+    until a batch whose last row was not yet stored; from then on nothing is checked (no cost).
+    """
+
+    def __init__(self) -> None:
+        self.checking: dict[int, bool] = {}
+
+    def reset(self) -> None:
+        self.checking.clear()
+
+    async def filter(self, sink: ClickHouseSink, partition: int, rows: list[EventRow]) -> list[object]:
+        if not self.checking.get(partition, True):
+            return list(rows)
+        ids = [r.message_id for r in rows]
+        days = sorted({r.event_at.date() for r in rows})
+        result = await asyncio.to_thread(
+            sink.query,
+            "SELECT message_id FROM events WHERE toDate(event_at) IN %(days)s AND message_id IN %(ids)s",
+            {"days": days, "ids": ids},
+        )
+        stored = {r[0] for r in result.result_rows}
+        if rows[-1].message_id not in stored:
+            self.checking[partition] = False
+        if stored:
+            log.info("replayed rows already stored", partition=partition, rows=len(stored))
+        return [r for r in rows if r.message_id not in stored]
 
 
 class _PartitionTables:
     """A sessionize batch's valid rows grouped by input partition: one ``events`` insert per partition."""
 
     def __init__(self) -> None:
-        self._groups: dict[int, tuple[list[int], list[object]]] = {}
+        self._groups: dict[int, tuple[list[int], list[EventRow]]] = {}
 
     def add(self, message: Any, row: EventRow) -> None:
         offsets, rows = self._groups.setdefault(message.partition, ([], []))
         offsets.append(message.offset)
         rows.append(row)
 
-    def inserts(self, topic: str) -> Iterator[tuple[str, list[object], str]]:
-        """``(table, rows, token)``; the token names the rows' input offset range, so a replay is stored once."""
+    def inserts(self, topic: str) -> Iterator[tuple[int, list[EventRow], str]]:
+        """``(partition, rows, token)``; the token names the rows' input offset range."""
         for partition, (offsets, rows) in self._groups.items():
-            yield "events", rows, f"{topic}:{partition}:{offsets[0]}-{offsets[-1]}"
+            yield partition, rows, f"{topic}:{partition}:{offsets[0]}-{offsets[-1]}"
 
 
 async def _insert_retrying(sink: ClickHouseSink, table: str, rows: list[object], token: str) -> None:

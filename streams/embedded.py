@@ -88,7 +88,7 @@ class EmbeddedRunner:
         for source, raw in inputs:
             first = first or source
             last = source
-            out: EventRow | FailedEvent | Refused
+            out: EventRow | FailedEvent | Refused | None
             out, carried = parse(raw, source=source, received_at=self.clock())
             if isinstance(out, EventRow):
                 out = sessionize(out, carried, devices)
@@ -98,6 +98,8 @@ class EmbeddedRunner:
             elif isinstance(out, Refused):
                 refused[out.event_at.date(), out.purpose] += 1
                 summary.refused[out.purpose] += 1
+            elif out is None:  # the same input twice: done the first time
+                summary.valid += 1
             else:
                 valid.append(out)
                 summary.valid += 1

@@ -86,7 +86,7 @@ class Pipeline:
 
     def sessionize(
         self, row: EventRow, raw: bytes | str, devices: MutableMapping[str, DeviceState]
-    ) -> EventRow | FailedEvent | Refused:
+    ) -> EventRow | FailedEvent | Refused | None:
         if self.suppressed and self.is_erased(row):
             return Refused(message_id=row.message_id, purpose="erased", event_at=row.event_at)
         key = row.device_key
