@@ -13,7 +13,9 @@ Exceptions::
      ├── ConfigError       a setting, path or DSN is unusable (streams.settings)
      ├── DeliveryError     the collector could not confirm delivery to Kafka (streams.delivery)
      ├── FitError          a customer-value model fit failed (models.value.fitting)
-     └── ErasureError      an erasure did not complete within its bound (sinks.erasure)
+     ├── ErasureError      an erasure did not complete within its bound (sinks.erasure)
+     ├── AttributionError  a conversion cannot be credited (models.attribution)
+     └── AllocationError   budget limits that no allocation can meet (models.budget)
 """
 
 from schemas.errors import ConfigError, EventError, RevstreamError, SinkError

@@ -1,0 +1,96 @@
+"""What every attribution model shares: the :class:`Touch`, the model contract, and spreading channel weights.
+
+A model never sees money. ``predict_one(path, at=...)`` returns one non-negative weight per touch (not
+necessarily normalised; all zero means "split evenly"), and :class:`~models.attribution.paths.TouchpointPaths`
+turns weights into cents with :func:`~models.attribution.money.split_cents`. That keeps the rounding rule
+in one place and makes conservation to the cent a property of the store, not of eight models.
+
+>>> from datetime import datetime, UTC
+>>> t = Touch(channel="email", campaign="bf", at=datetime(2026, 11, 1, tzinfo=UTC), session_id="s1")
+>>> Touch.from_dict(t.to_dict()) == t, t.to_dict()["at"]
+(True, '2026-11-01T00:00:00+00:00')
+>>> spread_by_channel([t, t, t.with_channel("display")], {"email": 0.5, "display": 0.5})
+[0.25, 0.25, 0.5]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Touch:
+    """One marketing touch of a person: the channel and campaign of a session, when it started, its id.
+
+    ``at`` is UTC: a naive time is taken as UTC, as everywhere in the pipeline, and an aware one converted.
+    ``campaign`` is ``""`` when the session carried none.
+    """
+
+    channel: str
+    campaign: str
+    at: datetime
+    session_id: str
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None or self.at.utcoffset():
+            object.__setattr__(
+                self, "at", self.at.replace(tzinfo=UTC) if self.at.tzinfo is None else self.at.astimezone(UTC)
+            )
+
+    def with_channel(self, channel: str) -> Touch:
+        return Touch(channel=channel, campaign=self.campaign, at=self.at, session_id=self.session_id)
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "channel": self.channel,
+            "campaign": self.campaign,
+            "at": self.at.isoformat(),
+            "session_id": self.session_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str]) -> Touch:
+        return cls(
+            channel=data["channel"],
+            campaign=data["campaign"],
+            at=datetime.fromisoformat(data["at"]),
+            session_id=data["session_id"],
+        )
+
+
+class AttributionModel(Protocol):
+    """The contract of an attribution model (checked for every model by ``tests/models/test_attribution.py``).
+
+    ``name`` is the value of the ``model`` column. ``learn_one`` sees each path once when it ends:
+    ``converted=True`` when it ended in a conversion, ``False`` when it expired without one (rule-based models
+    ignore it). ``predict_one`` returns one weight per touch of a non-empty path, non-negative, before and
+    after learning, without mutating the path. ``model_version`` changes when what the model predicts
+    changes. ``to_dict`` is a JSON-able snapshot of settings and learned state; each class has a matching
+    ``from_dict``.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model_version(self) -> str: ...
+
+    def learn_one(self, path: Sequence[Touch], *, converted: bool) -> None: ...
+
+    def predict_one(self, path: Sequence[Touch], *, at: datetime) -> list[float]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def spread_by_channel(path: Sequence[Touch], channel_weights: Mapping[str, float]) -> list[float]:
+    """Per-touch weights from per-channel weights: a channel's weight is shared evenly by its touches.
+
+    Channels missing from ``channel_weights`` weigh 0. This is how the data-driven models, which learn a
+    weight per channel, keep ``touch_index`` and ``campaign`` in their credits.
+    """
+    counts = Counter(t.channel for t in path)
+    return [max(channel_weights.get(t.channel, 0.0), 0.0) / counts[t.channel] for t in path]
