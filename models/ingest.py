@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -100,23 +101,29 @@ class RowBuilder:
         """The row (or failure) and the bytes to carry downstream: ``raw``, or ``raw`` with its PII hashed."""
         try:
             event = parse_event(raw)
+            row = self.row(event, source=source, received_at=event.received_at or received_at)
+        except orjson.JSONEncodeError as e:  # valid JSON nested deeper than orjson writes back (254 levels)
+            error = EventError(f"cannot store the event: {e}", stage="validate")
+            return self._failed(raw, error, source, received_at), raw
         except EventError as e:
-            failed = FailedEvent(
-                message_id=_message_id_of(raw) if e.stage != "size" else "",
-                stage=e.stage,
-                error=str(e),
-                raw=raw,
-                source=source,
-                received_at=_to_ms_precision(received_at),
-            )
-            return failed, raw
-        row = self.row(event, source=source, received_at=event.received_at or received_at)
+            return self._failed(raw, e, source, received_at), raw
         if self.consent is not None:
             prefs = event.context.consent.category_preferences if event.context.consent else None
             row.consent = self.consent(prefs) if prefs is not None else {}
         if self.pii is not None and _may_hold_pii(row.traits, row.properties):
             raw = self._hash_pii(row, raw)
         return row, raw
+
+    @staticmethod
+    def _failed(raw: bytes, error: EventError, source: str, received_at: datetime) -> FailedEvent:
+        return FailedEvent(
+            message_id=_message_id_of(raw) if error.stage != "size" else "",
+            stage=error.stage,
+            error=str(error),
+            raw=raw,
+            source=source,
+            received_at=_to_ms_precision(received_at),
+        )
 
     def _hash_pii(self, row: EventRow, raw: bytes) -> bytes:
         assert self.pii is not None
@@ -219,6 +226,11 @@ class DeviceState:
     latest_ms: int = 0
     consent: dict[str, bool] | None = None
 
+    @property
+    def latest_at(self) -> datetime:
+        """The device's latest event time: its dedupe memory reaches back ``dedupe_window`` from here."""
+        return _EPOCH + timedelta(milliseconds=self.latest_ms)
+
     def to_json(self) -> bytes:
         """Compact wire form for a changelog or checkpoint.
 
@@ -237,10 +249,22 @@ class DeviceState:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> DeviceState:
-        obj = orjson.loads(data)
+        return cls.from_obj(orjson.loads(data))
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> DeviceState:
+        """From the decoded JSON of :meth:`to_json` (or of the dataclass itself, as a generic JSON codec writes it).
+
+        >>> obj = {"sessions": [{"session_id": "s", "started_ms": 1, "last_ms": 2, "channel": "", "campaign": ""}],
+        ...        "seen": {"m": ["f:1", 1]}, "latest_ms": 2}
+        >>> DeviceState.from_obj(obj) == DeviceState([SessionSpan("s", 1, 2, "", "")], {"m": ("f:1", 1)}, 2)
+        True
+        """
+        seen = obj["seen"]
+        pairs = seen.items() if isinstance(seen, dict) else ((mid, (src, ms)) for mid, src, ms in seen)
         return cls(
-            sessions=[SessionSpan(*s) for s in obj["sessions"]],
-            seen={mid: (src, ms) for mid, src, ms in obj["seen"]},
+            sessions=[SessionSpan(**s) if isinstance(s, dict) else SessionSpan(*s) for s in obj["sessions"]],
+            seen={mid: (src, ms) for mid, (src, ms) in pairs},
             latest_ms=obj["latest_ms"],
             consent=obj.get("consent"),
         )

@@ -33,9 +33,13 @@ import structlog
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
+from schemas.alerts import ALERT_COLUMNS
+from schemas.attribution import ATTRIBUTION_CREDIT_COLUMNS
 from schemas.errors import ConfigError, SinkError
+from schemas.identity import IDENTITY_LINK_COLUMNS, PERSON_CHANGE_COLUMNS, PROBABLE_DUPLICATE_COLUMNS
 from schemas.privacy import CONSENT_REFUSAL_COLUMNS, ERASURE_LOG_COLUMNS
 from schemas.records import EVENT_COLUMNS, FAILED_COLUMNS
+from schemas.scores import METRIC_COLUMNS, SCORE_COLUMNS, SESSION_COLUMNS
 from schemas.value import CUSTOMER_VALUE_COLUMNS, HIGH_VALUE_ALERT_COLUMNS
 from sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE, RETENTION
 
@@ -48,6 +52,14 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "high_value_alerts": HIGH_VALUE_ALERT_COLUMNS,
     "erasure_log": ERASURE_LOG_COLUMNS,
     "consent_refusals": CONSENT_REFUSAL_COLUMNS,
+    "identity_links": IDENTITY_LINK_COLUMNS,
+    "person_changes": PERSON_CHANGE_COLUMNS,
+    "probable_duplicates": PROBABLE_DUPLICATE_COLUMNS,
+    "attribution_credits": ATTRIBUTION_CREDIT_COLUMNS,
+    "scores": SCORE_COLUMNS,
+    "sessions": SESSION_COLUMNS,
+    "model_metrics": METRIC_COLUMNS,
+    "alerts": ALERT_COLUMNS,
 }
 _SCHEMES = ("chdb", "http", "https", "clickhouse", "clickhouses")
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -245,6 +257,22 @@ class ClickHouseSink:
         except ClickHouseError as e:
             msg = f"query failed: {_first_line(e)}"
             raise SinkError(msg) from e
+
+    def stored_message_ids(self, table: str, rows: Sequence[Any]) -> set[str]:
+        """Which of ``rows`` (with ``message_id`` and ``event_at``) are already in ``table``.
+
+        Filtering on the day first lets ClickHouse skip the parts of other days (the tables are ordered
+        by day, then message id).
+        """
+        if not rows:
+            return set()
+        days = sorted({r.event_at.date() for r in rows})
+        ids = [r.message_id for r in rows]
+        result = self.query(
+            f"SELECT message_id FROM {table} WHERE toDate(event_at) IN %(days)s AND message_id IN %(ids)s",  # noqa: S608
+            {"days": days, "ids": ids},
+        )
+        return {r[0] for r in result.result_rows}
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         try:

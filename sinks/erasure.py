@@ -26,7 +26,16 @@ from sinks.clickhouse import ClickHouseSink
 
 log = structlog.get_logger(__name__)
 
-ID_COLUMNS = ("anonymous_id", "user_id", "person_id")
+ID_COLUMNS = (
+    "anonymous_id",
+    "user_id",
+    "person_id",
+    "other_anonymous_id",
+    "other_user_id",
+    "other_person_id",
+    "old_person_id",
+    "new_person_id",
+)
 _MAX_HOPS = 6
 
 
@@ -107,7 +116,8 @@ def suppressed_subjects(sink: ClickHouseSink) -> set[str]:
 def _tables_with_ids(sink: ClickHouseSink) -> dict[str, list[str]]:
     rows = sink.query(
         "SELECT table, groupArray(name) FROM system.columns WHERE database = currentDatabase() AND name IN %(c)s "
-        "GROUP BY table ORDER BY table",
+        "AND table IN (SELECT name FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%%MergeTree')"
+        " GROUP BY table ORDER BY table",
         {"c": list(ID_COLUMNS)},
     ).result_rows
     return {table: sorted(cols) for table, cols in rows if not table.startswith(".")}

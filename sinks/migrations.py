@@ -168,6 +168,216 @@ MIGRATIONS = (
     ),
 )
 
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        4,
+        "identity and attribution",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS identity_links (
+                anonymous_id String,
+                user_id String,
+                other_anonymous_id String,
+                person_id String,
+                method LowCardinality(String),
+                score Float64,
+                evidence String,
+                linked_at DateTime64(3, 'UTC'),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            ORDER BY (person_id, anonymous_id, user_id, other_anonymous_id, method)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS person_changes (
+                kind LowCardinality(String),
+                old_person_id String,
+                new_person_id String,
+                anonymous_ids Array(String),
+                user_ids Array(String),
+                reason LowCardinality(String),
+                evidence String,
+                changed_at DateTime64(3, 'UTC'),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            ORDER BY (changed_at, old_person_id, new_person_id)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS probable_duplicates (
+                user_id String,
+                other_user_id String,
+                person_id String,
+                other_person_id String,
+                method LowCardinality(String),
+                score Float64,
+                evidence String,
+                detected_at DateTime64(3, 'UTC'),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree(detected_at)
+            ORDER BY (user_id, other_user_id)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+            # The current person of every device and account: the latest link that names it. A split moves
+            # devices away; ``person_changes`` records that, and the later link wins here.
+            """
+            CREATE VIEW IF NOT EXISTS persons AS
+            SELECT id, argMax(person_id, linked_at) AS person_id, max(linked_at) AS updated_at
+            FROM (
+                SELECT anonymous_id AS id, person_id, linked_at FROM identity_links WHERE anonymous_id != ''
+                UNION ALL
+                SELECT other_anonymous_id AS id, person_id, linked_at FROM identity_links
+                WHERE other_anonymous_id != ''
+                UNION ALL
+                SELECT user_id AS id, person_id, linked_at FROM identity_links WHERE user_id != ''
+            )
+            GROUP BY id
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS attribution_credits (
+                conversion_id String,
+                person_id String,
+                model LowCardinality(String),
+                channel LowCardinality(String),
+                campaign String,
+                touch_index UInt16,
+                credit Float64,
+                revenue Float64,
+                currency LowCardinality(String),
+                event_at DateTime64(3, 'UTC'),
+                model_version LowCardinality(String),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMM(event_at)
+            ORDER BY (model, conversion_id, touch_index)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+            """
+            CREATE VIEW IF NOT EXISTS attribution_daily AS
+            SELECT toDate(event_at) AS day, channel, campaign, model, currency,
+                   sum(credit) AS attributed_revenue, uniqExact(conversion_id) AS conversions
+            FROM attribution_credits
+            GROUP BY day, channel, campaign, model, currency
+            """,
+        ),
+    ),
+)
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        5,
+        "scores, sessions, model_metrics, alerts",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS scores (
+                message_id String,
+                person_id String,
+                session_id String,
+                model LowCardinality(String),
+                model_version LowCardinality(String),
+                score Float64,
+                scored_at DateTime64(3, 'UTC'),
+                latency_ms Float64,
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMM(scored_at)
+            ORDER BY (message_id, model)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS sessions (
+                session_id String,
+                person_id String,
+                anonymous_id String,
+                started_at DateTime64(3, 'UTC'),
+                ended_at DateTime64(3, 'UTC'),
+                channel LowCardinality(String),
+                device_type LowCardinality(String),
+                events Float64,
+                page_views Float64,
+                product_views Float64,
+                product_list_views Float64,
+                cart_adds Float64,
+                cart_removes Float64,
+                cart_value Float64,
+                checkout_starts Float64,
+                checkout_failures Float64,
+                searches Float64,
+                dwell_seconds Float64,
+                engaged_seconds Float64,
+                max_scroll_depth Float64,
+                clicks Float64,
+                rage_clicks Float64,
+                dead_clicks Float64,
+                errors Float64,
+                events_per_minute Float64,
+                seconds_since_last_event Float64,
+                visits_1h Float64,
+                visits_7d Float64,
+                visits_30d Float64,
+                orders_30d Float64,
+                orders_total Float64,
+                days_since_last_order Float64,
+                days_since_last_visit Float64,
+                cart_abandons_7d Float64,
+                purchased Bool,
+                bot Bool,
+                engagement Float64,
+                propensity_first Float64,
+                propensity Float64,
+                model_version LowCardinality(String),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMM(started_at)
+            ORDER BY (toDate(started_at), session_id)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS model_metrics (
+                model LowCardinality(String),
+                model_version LowCardinality(String),
+                metric LowCardinality(String),
+                value Float64,
+                n UInt64,
+                window String,
+                computed_at DateTime64(3, 'UTC'),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            ORDER BY (model, metric, window, computed_at)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS alerts (
+                alert_id String,
+                kind LowCardinality(String),
+                person_id String,
+                session_id String,
+                score Float64,
+                threshold Float64,
+                reasons Array(String),
+                action LowCardinality(String),
+                alerted_at DateTime64(3, 'UTC'),
+                model LowCardinality(String),
+                model_version LowCardinality(String),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            ORDER BY (kind, alerted_at, alert_id)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+        ),
+    ),
+)
+
 # Retention (``ALTER TABLE ... MODIFY TTL``, set from settings at every start): table -> time column and
 # which setting bounds it. ``erasure_log`` is kept: it is what stops an erased id from coming back.
 RETENTION: dict[str, tuple[str, str]] = {
@@ -176,6 +386,14 @@ RETENTION: dict[str, tuple[str, str]] = {
     "customer_value": ("computed_at", "retention_days"),
     "high_value_alerts": ("alerted_at", "retention_days"),
     "consent_refusals": ("day", "retention_days"),
+    "identity_links": ("linked_at", "retention_days"),
+    "person_changes": ("changed_at", "retention_days"),
+    "probable_duplicates": ("detected_at", "retention_days"),
+    "attribution_credits": ("event_at", "retention_days"),
+    "scores": ("scored_at", "retention_days"),
+    "sessions": ("started_at", "retention_days"),
+    "model_metrics": ("computed_at", "retention_days"),
+    "alerts": ("alerted_at", "retention_days"),
 }
 
 MIGRATIONS_TABLE = """

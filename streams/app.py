@@ -17,53 +17,80 @@ partition and offset range it came from.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import pickle
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 import mode
+import orjson
 import structlog
 from faust.serializers import codecs
 
 from models.ingest import DeviceState
+from models.privacy import truncate_ip
+from models.scoring import DeviceFeatures
 from schemas.errors import SinkError
 from schemas.privacy import ERASE_MARKER, EraseMarker, ErasureRequest
 from schemas.records import EventRow, FailedEvent, ParsedEvent, Refused
-from schemas.value import HighValueAlert
 from sinks.clickhouse import ClickHouseSink
 from sinks.erasure import erase, suppressed_subjects
 from streams.embedded import refusal_rows
 from streams.kafka import OutputProducer
-from streams.pipeline import Pipeline, is_order
+from streams.people import PeopleUpdate
+from streams.pipeline import Pipeline
+from streams.scoring import ScoringStage, ScoringUpdate
 from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
-class DeviceStateCodec(codecs.Codec):
-    """Changelog codec of the ``devices`` table (compact JSON, no pickle on a topic)."""
+class JsonStateCodec(codecs.Codec):
+    """Changelog codec of a table whose values have ``to_json``/``from_json`` (no pickle on a topic)."""
+
+    def __init__(self, load: Callable[[bytes], Any]) -> None:
+        super().__init__()
+        self.load = load
 
     def _dumps(self, obj: Any) -> bytes:
         return bytes(obj.to_json())
 
     def _loads(self, s: bytes) -> Any:
-        return DeviceState.from_json(s)
+        return self.load(s)
 
 
-codecs.register("revstream_device_state", DeviceStateCodec())
+codecs.register("revstream_device_state", JsonStateCodec(DeviceState.from_json))
+codecs.register("revstream_device_features", JsonStateCodec(DeviceFeatures.from_json))
+V = TypeVar("V")
 
 
 def source_of(message: Any) -> str:
     return f"{message.topic}:{message.partition}:{message.offset}"
 
 
+class RevstreamApp(faust.App):
+    """A Faust app whose agents never outlive an error."""
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        """An agent raised: end the process now, committing nothing more.
+
+        Faust would restart the agent, and the batch it was working on could be acknowledged without its
+        effects. Exiting keeps the guarantee instead: offsets only ever cover finished batches, so a restarted
+        worker (systemd, Kubernetes, the tests' harness) replays the rest and the effects stay idempotent.
+        """
+        log.critical("agent crashed; stopping the worker without committing", agent=agent.name, error=repr(exc))
+        logging.shutdown()
+        os._exit(70)
+
+
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app for ``settings``; no module globals, so tests can build several."""
-    app = faust.App(
+    app = RevstreamApp(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -84,7 +111,7 @@ def create_app(settings: Settings) -> faust.App:
     parsed_topic = app.topic(settings.topic("events.parsed"), value_type=bytes)
     valid_topic = app.topic(settings.topic("events"), value_type=bytes)
     failed_topic = app.topic(settings.topic("events.failed"), value_type=bytes)
-    orders_topic = app.topic(settings.topic("orders"), value_type=bytes, partitions=1)
+    people_topic = app.topic(settings.topic("people"), value_type=bytes, partitions=1)
     privacy_topic = app.topic(settings.topic("privacy"), value_type=bytes, partitions=1)
     devices = app.Table(
         "devices",
@@ -93,21 +120,32 @@ def create_app(settings: Settings) -> faust.App:
         schema=faust.Schema(key_serializer="json", value_serializer="revstream_device_state"),
     )
 
-    device_writes = _DeviceWrites(devices)
+    features = app.Table(
+        "features",
+        default=None,
+        partitions=settings.partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="revstream_device_features"),
+    )
+    device_writes = _TableWrites(devices, codec="revstream_device_state", revive=DeviceState.from_obj)
+    feature_writes = _TableWrites(
+        features, codec="revstream_device_features", revive=lambda obj: DeviceFeatures.from_json(orjson.dumps(obj))
+    )
+    scoring = PartitionScoring(pipeline, settings.data_dir)
     unstored_rows = UnstoredRows()
 
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         unstored_rows.reset()  # a partition that comes back may have been written by another worker
+        scoring.reset()
 
     app.on_partitions_revoked.connect(on_revoked)
 
     outputs = _Outputs(bootstrap=settings.kafka_bootstrap, failed_topic=failed_topic.get_topic_name())
 
-    failed_name, parsed_name, valid_name, orders_name = (
+    failed_name, parsed_name, valid_name, people_name = (
         failed_topic.get_topic_name(),
         parsed_topic.get_topic_name(),
         valid_topic.get_topic_name(),
-        orders_topic.get_topic_name(),
+        people_topic.get_topic_name(),
     )
 
     # Both stateful stages take batches: the body runs, outputs are flushed, and only then does take_events
@@ -134,9 +172,11 @@ def create_app(settings: Settings) -> faust.App:
             pipeline=pipeline,
             settings=settings,
             devices=device_writes,
+            features=feature_writes,
+            scoring=scoring,
             unstored=unstored_rows,
             outputs=outputs,
-            names=(parsed_name, valid_name, orders_name),
+            names=(parsed_name, valid_name, people_name),
         )
 
     @app.agent(privacy_topic, name="privacy")
@@ -146,7 +186,7 @@ def create_app(settings: Settings) -> faust.App:
             pipeline=pipeline,
             settings=settings,
             parsed_name=parsed_name,
-            orders_name=orders_name,
+            people_name=people_name,
             output=outputs.producer,
         )
 
@@ -156,14 +196,13 @@ def create_app(settings: Settings) -> faust.App:
 
     _serve_collector(app, settings)
 
-    @app.agent(orders_topic, name="value")
-    async def value(stream: faust.StreamT[bytes]) -> None:
-        await _value_loop(
+    @app.agent(people_topic, name="people")
+    async def people(stream: faust.StreamT[bytes]) -> None:
+        await _people_loop(
             cast(faust.Stream[bytes], stream),
             pipeline=pipeline,
             settings=settings,
-            orders_name=orders_name,
-            alerts_name=settings.topic("alerts"),
+            people_name=people_name,
             output=outputs.producer,
         )
 
@@ -175,13 +214,20 @@ async def _sessionize_loop(
     *,
     pipeline: Pipeline,
     settings: Settings,
-    devices: _DeviceWrites,
+    devices: _TableWrites[DeviceState],
+    features: _TableWrites[DeviceFeatures],
+    scoring: PartitionScoring,
     unstored: UnstoredRows,
     outputs: _Outputs,
     names: tuple[str, str, str],
 ) -> None:
-    """Stage 2 per batch: consent, dedupe, sessions; rows to ClickHouse and ``events``; orders to ``orders``."""
-    parsed_name, valid_name, orders_name = names
+    """Stage 2 per batch: consent, dedupe, sessions; rows to ClickHouse and ``events``, and to ``people``.
+
+    ``people`` gets the row with its full IP (identity compares addresses); the stored and published row
+    carries the truncated one.
+    """
+    parsed_name, valid_name, people_name = names
+    alerts_name, scores_name = settings.topic("alerts"), settings.topic("scores")
     # Rows go to ClickHouse from here, in the same batch: re-consuming them from the ``events`` topic cost
     # a third of the worker's CPU. ``events`` is still published, for downstream consumers.
     sink = await asyncio.to_thread(_open_sink, settings)
@@ -195,8 +241,9 @@ async def _sessionize_loop(
                 devices.partition = event.message.partition
                 if event.value.startswith(ERASE_MARKER):
                     marker = EraseMarker.from_json(event.value)
-                    pipeline.forget([], marker.subjects)
+                    pipeline.suppressed.update(marker.subjects)
                     devices.pop(marker.key, None)
+                    features.pop(marker.key, None)
                     continue
                 parsed = ParsedEvent.from_json(event.value)
                 out = pipeline.sessionize(parsed.row, parsed.raw, devices)
@@ -207,73 +254,103 @@ async def _sessionize_loop(
                 elif isinstance(out, Refused):
                     refused[out.event_at.date(), out.purpose] += 1
                 else:
+                    producer.produce(people_name, key=None, value=out.to_json())
+                    out.ip = truncate_ip(out.ip)
                     tables.add(event.message, out)
-                    body = out.to_json()
-                    producer.produce(valid_name, key=out.device_key.encode(), value=body)
-                    if is_order(out):
-                        producer.produce(orders_name, key=out.person_id.encode(), value=body)
-            for partition, rows, token in tables.inserts(parsed_name):
-                fresh = await unstored.filter(sink, partition, rows)
-                if fresh:
-                    await _insert_retrying(sink, "events", fresh, token)
-            if refused:
-                token = f"{parsed_name}:refusals:{_batch_range(batch)}"
-                await _insert_retrying(sink, "consent_refusals", refusal_rows(refused), token)
+                    producer.produce(valid_name, key=out.device_key.encode(), value=out.to_json())
+            for partition, rows, offsets, token in tables.inserts(parsed_name):
+                fresh = await unstored.filter(sink, partition, rows, pipeline.beyond_dedupe_window(rows, devices))
+                features.partition = partition
+                scored = await _score_partition(
+                    scoring, partition=partition, rows=rows, offsets=offsets, fresh=fresh, features=features
+                )
+                for table, records in scored.tables().items():
+                    await _insert_retrying(sink, table, records, f"{token}:{table}")
+                await _insert_retrying(sink, "events", list(fresh), token)
+                await asyncio.to_thread(scoring.save, partition, offsets[-1])
+                _publish_scored(producer, scored, alerts=alerts_name, scores=scores_name)
+            await _insert_retrying(
+                sink, "consent_refusals", refusal_rows(refused), f"{parsed_name}:refusals:{_batch_range(batch)}"
+            )
             # Effects first, state last: a state that remembers an input proves its effects were all made.
             await producer.flush()
+            features.send_changelog()
             devices.send_changelog()
     finally:
         await asyncio.to_thread(sink.close)
 
 
-async def _value_loop(
+async def _score_partition(
+    scoring: PartitionScoring,
+    *,
+    partition: int,
+    rows: list[EventRow],
+    offsets: list[int],
+    fresh: list[EventRow],
+    features: _TableWrites[DeviceFeatures],
+) -> ScoringUpdate:
+    """Score the batch's new rows of one partition: not already stored, and past the scoring checkpoint."""
+    stage, done = scoring.get(partition)
+    new = {r.message_id for r in fresh}
+    todo = [r for r, o in zip(rows, offsets, strict=True) if o > done and r.message_id in new]
+    return stage.process_batch(todo, features, clock=lambda: datetime.now(UTC))
+
+
+def _publish_scored(producer: OutputProducer, scored: ScoringUpdate, *, alerts: str, scores: str) -> None:
+    for alert in scored.alerts:
+        producer.produce(alerts, key=alert.person_id.encode(), value=alert.to_json())
+    for score in scored.scores:
+        producer.produce(scores, key=score.session_id.encode(), value=score.to_json())
+
+
+async def _people_loop(
     stream: faust.Stream[bytes],
     *,
     pipeline: Pipeline,
     settings: Settings,
-    orders_name: str,
-    alerts_name: str,
+    people_name: str,
     output: Callable[[], OutputProducer],
 ) -> None:
-    """Customer value: one model for all customers (one partition); checkpointed after each batch."""
-    checkpoint = ValueCheckpoint(settings.data_dir / "value-checkpoint.pickle")
+    """The person-level stage (:mod:`streams.people`) on its one partition; checkpointed after each batch."""
+    checkpoint = PeopleCheckpoint(settings.data_dir / "people-checkpoint.pickle")
     last_offset = checkpoint.restore(pipeline)
     sink = await asyncio.to_thread(_open_sink, settings)
+    topics = {
+        "identity_links": settings.topic("identity.links"),
+        "attribution_credits": settings.topic("attribution"),
+        "high_value_alerts": settings.topic("alerts"),
+    }
     try:
         async for batch in stream.take_events(settings.batch_size, within=0.5):
             fresh = [e for e in batch if e.message.offset > last_offset]
             if not fresh:
                 continue
-            values: list[object] = []
-            alerts: list[HighValueAlert] = []
+            update = PeopleUpdate()
             for event in fresh:
                 if event.value.startswith(ERASE_MARKER):
                     marker = EraseMarker.from_json(event.value)
-                    pipeline.forget(marker.ids, marker.subjects)
+                    pipeline.forget(marker.ids, marker.subjects, at=datetime.now(UTC))
                     continue
-                update = pipeline.value(EventRow.from_json(event.value))
-                values.extend(update.values)
-                alerts.extend(update.alerts)
+                update.extend(pipeline.people.process(EventRow.from_json(event.value)))
             first, last_offset = fresh[0].message.offset, fresh[-1].message.offset
-            token = f"{orders_name}:0:{first}-{last_offset}"
-            if values:
-                await _insert_retrying(sink, "customer_value", values, token)
-            if alerts:
-                await _insert_retrying(sink, "high_value_alerts", list(alerts), token)
-                producer = output()
-                for alert in alerts:
-                    producer.produce(alerts_name, key=alert.person_id.encode(), value=alert.to_json())
-                await producer.flush()
+            token = f"{people_name}:0:{first}-{last_offset}"
+            producer = output()
+            for table, rows in update.tables().items():
+                if rows:
+                    await _insert_retrying(sink, table, rows, token)
+                    for row in rows if table in topics else ():
+                        producer.produce(topics[table], key=None, value=cast(Any, row).to_json())
+            await producer.flush()
             await asyncio.to_thread(checkpoint.save, pipeline, last_offset)
     finally:
         await asyncio.to_thread(sink.close)
 
 
-class ValueCheckpoint:
-    """The value model and detector on disk, with the last ``orders`` offset they include.
+class PeopleCheckpoint:
+    """The person-level stage on disk, with the last ``people`` offset it includes.
 
     Written atomically (temporary file, then rename) after every batch, so a killed worker restarts from
-    the last complete batch; orders at or below the saved offset are not learned twice. The file is this
+    the last complete batch and rows at or below the saved offset are not applied twice. The file is this
     worker's own state in its data directory, never data from a topic, so pickle is safe here.
     """
 
@@ -284,15 +361,15 @@ class ValueCheckpoint:
         if not self.path.exists():
             return -1
         with self.path.open("rb") as f:
-            model, detector, offset = pickle.load(f)  # noqa: S301 - our own file, see the class docstring
-        pipeline.value_model, pipeline.detector = model, detector
-        log.info("value model restored", path=str(self.path), offset=offset)
+            people, offset = pickle.load(f)  # noqa: S301 - our own file, see the class docstring
+        pipeline.people = people
+        log.info("person-level state restored", path=str(self.path), offset=offset)
         return int(offset)
 
     def save(self, pipeline: Pipeline, offset: int) -> None:
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("wb") as f:
-            pickle.dump((pipeline.value_model, pipeline.detector, offset), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((pipeline.people, offset), f, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(self.path)
 
 
@@ -313,19 +390,24 @@ class _Outputs:
         self.producer().produce(self.failed_topic, key=out.source.encode(), value=out.model_dump_json().encode())
 
 
-class _DeviceWrites(MutableMapping[str, DeviceState]):
-    """The ``devices`` table seen by a batch: reads and writes go to its store at once, and its changelog
-    gets one message per device per batch (the last state), on the partition of that device's input."""
+class _TableWrites(MutableMapping[str, V]):
+    """A table seen by a batch: reads and writes go to its store at once, and its changelog gets one
+    message per key per batch (the last state), on the partition of that key's input, in ``codec``."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, *, codec: str, revive: Callable[[Any], V]) -> None:
         self.table = table
+        self.codec = codec
+        self.revive = revive
         self.partition = 0
         self._touched: dict[str, int] = {}
 
-    def __getitem__(self, key: str) -> DeviceState:
-        return cast(DeviceState, self.table.data[key])
+    def __getitem__(self, key: str) -> V:
+        value = self.table.data[key]
+        if isinstance(value, dict):  # recovered from the changelog: Faust's recovery hands back decoded JSON
+            value = self.table.data[key] = self.revive(value)
+        return cast(V, value)
 
-    def __setitem__(self, key: str, value: DeviceState) -> None:
+    def __setitem__(self, key: str, value: V) -> None:
         self.table.data[key] = value
         self._touched[key] = self.partition
 
@@ -342,11 +424,50 @@ class _DeviceWrites(MutableMapping[str, DeviceState]):
     def send_changelog(self) -> None:
         data = self.table.data
         for key, partition in self._touched.items():
-            if key in data:
-                self.table.send_changelog(partition, key, data[key])
+            if key in data:  # the codec named explicitly: Faust's default for send_changelog is generic JSON
+                self.table.send_changelog(partition, key, data[key], key_serializer="json", value_serializer=self.codec)
             else:  # erased: a tombstone, so compaction removes the state from the changelog too
-                self.table.send_changelog(partition, key, None, value_serializer="raw")
+                self.table.send_changelog(partition, key, None, key_serializer="json", value_serializer="raw")
         self._touched.clear()
+
+
+class PartitionScoring:
+    """The scoring state of each input partition (:class:`~streams.scoring.ScoringStage`) and the last
+    offset it includes, checkpointed per partition in the data directory after each batch (atomic rename;
+    our own files, so pickle is safe). A replayed row at or below that offset was scored already."""
+
+    def __init__(self, pipeline: Pipeline, data_dir: Path) -> None:
+        self.pipeline = pipeline
+        self.data_dir = data_dir
+        self._stages: dict[int, tuple[ScoringStage, int]] = {}
+
+    def _path(self, partition: int) -> Path:
+        return self.data_dir / f"scoring-p{partition}.pickle"
+
+    def get(self, partition: int) -> tuple[ScoringStage, int]:
+        if partition not in self._stages:
+            path = self._path(partition)
+            if path.exists():
+                with path.open("rb") as f:
+                    stage, offset = pickle.load(f)  # noqa: S301 - our own file, see the class docstring
+            else:
+                stage, offset = self.pipeline.scoring_stage(), -1
+            self._stages[partition] = (stage, offset)
+        stage, offset = self._stages[partition]
+        stage.reload_challenger()
+        return stage, offset
+
+    def save(self, partition: int, offset: int) -> None:
+        stage, _ = self._stages[partition]
+        self._stages[partition] = (stage, offset)
+        path = self._path(partition)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            pickle.dump((stage, offset), f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+
+    def reset(self) -> None:
+        self._stages.clear()  # a partition that comes back is read from its file again
 
 
 def _serve_collector(app: faust.App, settings: Settings) -> None:
@@ -396,7 +517,7 @@ async def _privacy_loop(
     pipeline: Pipeline,
     settings: Settings,
     parsed_name: str,
-    orders_name: str,
+    people_name: str,
     output: Callable[[], OutputProducer],
 ) -> None:
     """Erasure requests: delete in ClickHouse, then tell every stage that holds state about the person.
@@ -414,13 +535,13 @@ async def _privacy_loop(
                 erase, sink, request, subject=pipeline.pii.subject, bound_seconds=settings.erasure_bound_seconds
             )
             subjects = [pipeline.pii.subject(i) for i in report.ids]
-            pipeline.forget(report.ids, subjects)
+            pipeline.suppressed.update(subjects)
             producer = output()
             for key in [*report.ids, *(f"user:{i}" for i in report.ids)]:
                 marker = EraseMarker(key=key, ids=report.ids, subjects=subjects)
                 producer.produce(parsed_name, key=key.encode(), value=marker.to_json())
             producer.produce(
-                orders_name, key=b"erase", value=EraseMarker(key="", ids=report.ids, subjects=subjects).to_json()
+                people_name, key=b"erase", value=EraseMarker(key="", ids=report.ids, subjects=subjects).to_json()
             )
             await producer.flush()
             await asyncio.sleep(settings.batch_seconds * 2)
@@ -471,21 +592,20 @@ class UnstoredRows:
     def reset(self) -> None:
         self.checking.clear()
 
-    async def filter(self, sink: ClickHouseSink, partition: int, rows: list[EventRow]) -> list[object]:
-        if not self.checking.get(partition, True):
-            return list(rows)
-        ids = [r.message_id for r in rows]
-        days = sorted({r.event_at.date() for r in rows})
-        result = await asyncio.to_thread(
-            sink.query,
-            "SELECT message_id FROM events WHERE toDate(event_at) IN %(days)s AND message_id IN %(ids)s",
-            {"days": days, "ids": ids},
-        )
-        stored = {r[0] for r in result.result_rows}
-        if rows[-1].message_id not in stored:
+    async def filter(
+        self, sink: ClickHouseSink, partition: int, rows: list[EventRow], late: list[EventRow]
+    ) -> list[EventRow]:
+        """``rows`` without those already stored; ``late`` (older than their device's dedupe memory, see
+        :meth:`Pipeline.beyond_dedupe_window`) are always checked."""
+        replaying = self.checking.get(partition, True)
+        check = rows if replaying else late
+        if not check:
+            return rows
+        stored = await asyncio.to_thread(sink.stored_message_ids, "events", check)
+        if replaying and rows[-1].message_id not in stored:
             self.checking[partition] = False
         if stored:
-            log.info("replayed rows already stored", partition=partition, rows=len(stored))
+            log.info("rows already stored", partition=partition, rows=len(stored))
         return [r for r in rows if r.message_id not in stored]
 
 
@@ -500,14 +620,16 @@ class _PartitionTables:
         offsets.append(message.offset)
         rows.append(row)
 
-    def inserts(self, topic: str) -> Iterator[tuple[int, list[EventRow], str]]:
-        """``(partition, rows, token)``; the token names the rows' input offset range."""
+    def inserts(self, topic: str) -> Iterator[tuple[int, list[EventRow], list[int], str]]:
+        """``(partition, rows, offsets, token)``; the token names the rows' input offset range."""
         for partition, (offsets, rows) in self._groups.items():
-            yield partition, rows, f"{topic}:{partition}:{offsets[0]}-{offsets[-1]}"
+            yield partition, rows, offsets, f"{topic}:{partition}:{offsets[0]}-{offsets[-1]}"
 
 
 async def _insert_retrying(sink: ClickHouseSink, table: str, rows: list[object], token: str) -> None:
     """Insert until it succeeds: never ack what is not stored; a retry carries the same token."""
+    if not rows:
+        return
     while True:
         try:
             await asyncio.to_thread(sink.insert, table, rows, token=token)

@@ -16,11 +16,13 @@ from datetime import UTC, date, datetime
 from typing import BinaryIO
 
 from models.ingest import DeviceState
+from models.privacy import truncate_ip
+from models.scoring import DeviceFeatures
 from schemas.privacy import ConsentRefusalRow
 from schemas.records import EventRow, FailedEvent, Refused
 from sinks.clickhouse import ClickHouseSink
 from sinks.erasure import suppressed_subjects
-from streams.pipeline import Pipeline, is_order
+from streams.pipeline import Pipeline
 
 
 @dataclass
@@ -67,21 +69,26 @@ class EmbeddedRunner:
         self.batch_size = batch_size
         self.clock = clock
         self.devices: dict[str, DeviceState] = {}
+        self.features: dict[str, DeviceFeatures] = {}
+        self.scoring = pipeline.scoring_stage()
         pipeline.suppressed |= suppressed_subjects(sink)
+
+    _end = False
 
     def run(self, inputs: Iterable[tuple[str, bytes]], *, progress: Callable[[int], None] | None = None) -> RunSummary:
         with _young_gc_only():
             return self._run(inputs, progress)
 
     def _run(self, inputs: Iterable[tuple[str, bytes]], progress: Callable[[int], None] | None) -> RunSummary:
+        self._end = False
         summary = RunSummary()
-        parse, sessionize, value, devices = (
+        parse, sessionize, people, devices = (
             self.pipeline.parse,
             self.pipeline.sessionize,
-            self.pipeline.value,
+            self.pipeline.people.process,
             self.devices,
         )
-        valid: list[object] = []
+        valid: list[EventRow] = []
         failed: list[FailedEvent] = []
         refused: Counter[tuple[date, str]] = Counter()
         first = last = ""
@@ -101,19 +108,22 @@ class EmbeddedRunner:
             elif out is None:  # the same input twice: done the first time
                 summary.valid += 1
             else:
+                update = people(out)
+                out.ip = truncate_ip(out.ip)  # identity has used the full address; storage gets the network
                 valid.append(out)
                 summary.valid += 1
-                if is_order(out):
-                    update = value(out)
-                    self.sink.write("customer_value", update.values)
-                    self.sink.write("high_value_alerts", update.alerts)
-                    summary.alerts += len(update.alerts)
+                for table, rows in update.tables().items():
+                    if rows:
+                        self.sink.write(table, rows)
+                summary.alerts += len(update.alerts)
             summary.inputs += 1
             if summary.inputs % self.batch_size == 0:
                 self._flush(valid, failed, refused, first, last)
                 first = ""
                 if progress is not None:
                     progress(self.batch_size)
+        # End of input: every open session is over, so it is labelled and written too.
+        self._end = True
         if first:
             self._flush(valid, failed, refused, first, last)
             if progress is not None:
@@ -121,8 +131,24 @@ class EmbeddedRunner:
         return summary
 
     def _flush(
-        self, valid: list[object], failed: list[FailedEvent], refused: Counter[tuple[date, str]], first: str, last: str
+        self,
+        valid: list[EventRow],
+        failed: list[FailedEvent],
+        refused: Counter[tuple[date, str]],
+        first: str,
+        last: str,
     ) -> None:
+        late = self.pipeline.beyond_dedupe_window(valid, self.devices)
+        if late:  # resent long after: the device no longer remembers the id, the warehouse does
+            known = self.sink.stored_message_ids("events", late)
+            valid[:] = [r for r in valid if r.message_id not in known]
+        scored = self.scoring.process_batch(valid, self.features, clock=self.clock)
+        if self._end:
+            self.scoring.expire(datetime.max.replace(tzinfo=UTC), scored)
+            scored.metrics += self.scoring.learner.report(at=self.clock())
+        for table, rows in scored.tables().items():
+            if rows:
+                self.sink.write(table, rows)
         self.sink.write("events", valid)
         self.sink.write("failed_events", failed)
         self.sink.write("consent_refusals", refusal_rows(refused))

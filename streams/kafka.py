@@ -13,12 +13,24 @@ from confluent_kafka.cimpl import NewTopic
 from schemas.errors import ConfigError
 from streams.settings import Settings
 
-TOPICS = ("events.raw", "events.parsed", "events", "events.failed", "orders", "alerts", "privacy")
-# The topics the worker itself consumes (``events`` and ``alerts`` are for downstream systems).
-CONSUMED_TOPICS = ("events.raw", "events.parsed", "events.failed", "orders", "privacy")
+TOPICS = (
+    "events.raw",
+    "events.parsed",
+    "events",
+    "events.failed",
+    "people",
+    "alerts",
+    "scores",
+    "identity.links",
+    "attribution",
+    "privacy",
+)
+# The topics the worker itself consumes (``events``, ``alerts``, ``scores``, ``identity.links`` and
+# ``attribution`` are for downstream systems).
+CONSUMED_TOPICS = ("events.raw", "events.parsed", "events.failed", "people", "privacy")
 # Topics whose consumer keeps one model of the whole customer base: one partition, so the result does not
 # depend on the number of workers.
-SINGLE_PARTITION_TOPICS = frozenset({"orders", "privacy"})
+SINGLE_PARTITION_TOPICS = frozenset({"people", "privacy"})
 
 
 def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:

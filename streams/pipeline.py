@@ -9,32 +9,18 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 
 from models.ingest import DeviceState, RowBuilder, Sessionizer
 from models.privacy import ConsentPolicy, PiiHasher
-from models.value.clv import CustomerValueModel
-from models.value.high_value import HighValueDetector
 from schemas.records import EventRow, FailedEvent, Refused
-from schemas.value import CustomerValue, HighValueAlert
+from streams.people import PeopleStage
+from streams.scoring import ScoringStage
 from streams.settings import Settings
 
 # An id field in bytes that may not parse: how a failed input is matched against erased ids.
 _ID_FIELD = re.compile(rb'"(anonymousId|userId|anonymous_id|user_id|previousId)"\s*:\s*"([^"\\]{1,256})"')
-
-
-@dataclass
-class ValueUpdate:
-    """What one order changes: the buyer's value, and everyone's after a refit; alerts raised."""
-
-    values: list[CustomerValue] = field(default_factory=list)
-    alerts: list[HighValueAlert] = field(default_factory=list)
-
-
-def is_order(row: EventRow) -> bool:
-    return row.event == "Order Completed" and row.revenue is not None
 
 
 def pii_key(settings: Settings) -> bytes:
@@ -57,7 +43,7 @@ def pii_key(settings: Settings) -> bytes:
 class Pipeline:
     """The processors, built from settings. ``suppressed`` holds the subject hashes of erased ids."""
 
-    __slots__ = ("_build", "_sessionize", "detector", "pii", "suppressed", "value_model")
+    __slots__ = ("_build", "_sessionize", "people", "pii", "settings", "suppressed")
 
     def __init__(self, settings: Settings) -> None:
         self.pii = PiiHasher(key=pii_key(settings))
@@ -67,10 +53,18 @@ class Pipeline:
             session_gap=settings.session_gap, dedupe_window=settings.dedupe_window, consent=consent
         )
         self.suppressed: set[str] = set()
-        self.value_model = CustomerValueModel(
-            horizon_days=settings.value_horizon_days, currency=settings.value_currency, fx_rates=settings.fx_rate_map
+        self.people = PeopleStage(settings)
+        self.settings = settings
+
+    def scoring_stage(self) -> ScoringStage:
+        """A fresh scoring state (one per input partition in Kafka mode, one in embedded mode)."""
+        stage = ScoringStage(
+            propensity_alert_threshold=self.settings.propensity_alert_threshold,
+            challenger_share=self.settings.challenger_share,
+            challenger_path=self.settings.challenger_path,
         )
-        self.detector = HighValueDetector(top_share=settings.high_value_top_share)
+        stage.reload_challenger()
+        return stage
 
     def parse(
         self, raw: bytes, *, source: str, received_at: datetime
@@ -94,6 +88,17 @@ class Pipeline:
         devices[key] = state  # reassigned so a Faust table writes its changelog
         return out
 
+    def beyond_dedupe_window(self, rows: list[EventRow], devices: Mapping[str, DeviceState]) -> list[EventRow]:
+        """Rows older than their device's dedupe memory: a resend of one of them would not be recognised
+        there, so the runners look these few up in the warehouse before inserting."""
+        window = self._sessionize.dedupe_window
+        late = []
+        for row in rows:
+            state = devices.get(row.device_key)
+            if state is not None and row.event_at < state.latest_at - window:
+                late.append(row)
+        return late
+
     def _names_erased(self, raw: bytes) -> bool:
         subject = self.pii.subject
         return any(
@@ -106,37 +111,7 @@ class Pipeline:
             bool(row.user_id) and subject(row.user_id) in self.suppressed
         )
 
-    def forget(self, ids: list[str], subjects: list[str]) -> None:
-        """Erasure: suppress ``subjects`` from now on and drop what the person-level models hold on ``ids``."""
+    def forget(self, ids: list[str], subjects: list[str], *, at: datetime) -> None:
+        """Erasure: suppress ``subjects`` from now on and drop what the person-level stage holds on ``ids``."""
         self.suppressed.update(subjects)
-        for person_id in ids:
-            self.value_model.forget_one(person_id)
-            self.detector.forget_one(person_id)
-
-    def value(self, order: EventRow) -> ValueUpdate:
-        """Learn one order (idempotent on ``order_id``); re-score everyone when the model refitted.
-
-        The value model is one for the whole customer base, so in Kafka mode its input is a one-partition
-        ``orders`` topic and the result does not depend on how many workers run.
-        """
-        fits = self.value_model.n_fits
-        self.value_model.learn_one(
-            {
-                "person_id": order.person_id,
-                "at": order.event_at,
-                "revenue": order.revenue or 0.0,
-                "currency": order.currency,
-                "order_id": order.order_id,
-            }
-        )
-        update = ValueUpdate()
-        if self.value_model.n_fits != fits:
-            update.values = list(self.value_model.values())
-            update.alerts = self.detector.rescore(update.values)
-        else:
-            value = self.value_model.predict_one({"person_id": order.person_id})
-            update.values.append(value)
-            alert = self.detector.process_one(value)
-            if alert is not None:
-                update.alerts.append(alert)
-        return update
+        self.people.forget(ids, at=at)

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     worker_collector: bool = Field(False, description="the worker also serves the collector on collector_port")
     log_level: str = "INFO"
     log_json: bool = False
+    propensity_alert_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.5, description="a session whose purchase propensity reaches this raises one high_propensity alert"
+    )
+    challenger_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.1, description="share of sessions (by hash) scored by the XGBoost challenger as an A/B test"
+    )
     consent_required: bool = Field(
         True, description="events without a consent object are denied every purpose (fail closed, GDPR-style)"
     )
@@ -98,6 +104,11 @@ class Settings(BaseSettings):
         """
         pairs = (item.split("=") for item in self.consent_purposes.split(";"))
         return {purpose: tuple(cats.split("|")) for purpose, cats in pairs}
+
+    @property
+    def challenger_path(self) -> Path:
+        """Where ``revstream train`` writes the XGBoost challenger and workers hot-load it from."""
+        return self.data_dir / "challenger.ubj"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streams.kafka import CONSUMED_TOPICS
 
@@ -98,7 +98,11 @@ def wait_drained(deployment: Deployment, proc: subprocess.Popen[bytes], log: Pat
         if proc.poll() is not None:
             msg = f"worker exited with {proc.returncode}:\n{log.read_text()[-4000:]}"
             raise AssertionError(msg)
-        remaining = lag(deployment)
+        try:
+            remaining = lag(deployment)
+        except KafkaException:  # e.g. NOT_COORDINATOR while a restarted broker loads its group state
+            time.sleep(1.0)
+            continue
         zero_seen = zero_seen + 1 if remaining == 0 else 0
         if zero_seen >= 2:
             return

@@ -56,7 +56,11 @@ def warehouse_rows(sink: ClickHouseSink) -> tuple[list[tuple[object, ...]], ...]
     values = sink.query(
         "SELECT person_id, frequency, monetary FROM customer_value FINAL ORDER BY person_id"
     ).result_rows
-    return events, failed, values
+    # Which events were scored, by which model (the A/B arm is a hash of the session), and who is who:
+    # neither depends on how partitions interleave. The scores themselves do (each partition learns apart).
+    scored = sink.query("SELECT message_id, model FROM scores ORDER BY message_id").result_rows
+    persons = sink.query("SELECT id, person_id FROM persons ORDER BY id").result_rows
+    return events, failed, values, scored, persons
 
 
 def test_worker_ingests_exactly_once_and_matches_embedded_mode(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -91,7 +95,10 @@ def test_worker_ingests_exactly_once_and_matches_embedded_mode(kafka_bootstrap: 
     assert kafka_rows[0] == embedded_rows[0]
     assert kafka_rows[1] == embedded_rows[1]
     assert kafka_rows[2] == embedded_rows[2]
-    assert [(p, f) for p, f, _ in kafka_rows[2]] == [("dev0", 3), ("dev10", 3), ("dev20", 3), ("dev30", 3)]
+    assert kafka_rows[3] == embedded_rows[3]
+    assert len(kafka_rows[3]) > 300
+    assert kafka_rows[4] == embedded_rows[4]
+    assert [(p, f) for p, f, _ in kafka_rows[2]] == [("a:dev0", 3), ("a:dev10", 3), ("a:dev20", 3), ("a:dev30", 3)]
     assert counts[3] == len({row[6] for row in embedded_rows[0]})
 
 

@@ -52,12 +52,12 @@ def test_erase_removes_every_row_and_replay_does_not_bring_them_back(
 ) -> None:
     path = _lines(tmp_path)
     assert main(["replay", str(path), "--dsn", warehouse_dsn]) == 0
-    assert _sql(warehouse_dsn, "SELECT count() FROM customer_value WHERE person_id = 'ann'") == [(1,)]
+    assert _sql(warehouse_dsn, "SELECT count() FROM customer_value WHERE person_id = 'u:ann'") == [(1,)]
     capsys.readouterr()
 
     assert main(["erase", "ann", "--dsn", warehouse_dsn]) == 0
     out = capsys.readouterr().out
-    assert "erased 'ann' and 2 linked ids" in out
+    assert "erased 'ann' and 3 linked ids" in out  # her two devices and her person id u:ann
     assert _sql(warehouse_dsn, "SELECT message_id FROM events ORDER BY 1") == [("m5",)]
     assert _sql(warehouse_dsn, "SELECT count() FROM failed_events") == [(0,)]
     assert _sql(warehouse_dsn, "SELECT count() FROM customer_value") == [(0,)]

@@ -1,0 +1,177 @@
+"""Reliability against real parts: worker processes killed with SIGKILL, a broker restarted mid-stream,
+resends (also long after), and hostile input. The expected warehouse is what embedded mode writes from
+the same lines; every check is on plain ``count()`` and ``uniqExact``, without ``FINAL``.
+
+The crash run is sized by ``REVSTREAM_CRASH_EVENTS`` (default 100000, the figure the reliability issue
+asks for) and ``REVSTREAM_CRASH_KILLS`` (default 5).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import subprocess
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sinks import ClickHouseSink
+from streams.embedded import EmbeddedRunner, ndjson_lines
+from streams.kafka import ensure_topics, produce
+from streams.pipeline import Pipeline
+from streams.settings import Settings
+from tests.conftest import ROOT
+from tests.streams.kafka_harness import Deployment, lag, wait_drained, worker
+
+pytestmark = pytest.mark.integration
+
+
+def _shift(line: bytes, days: int) -> bytes:
+    """The same event sent again ``days`` later: new sentAt and receivedAt, same timestamp and messageId."""
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return line  # a broken line sent again is broken again
+    if not isinstance(event, dict):
+        return line
+    for field in ("sentAt", "receivedAt"):
+        if isinstance(event.get(field), str):
+            at = datetime.fromisoformat(event[field].replace("Z", "+00:00")) + timedelta(days=days)
+            event[field] = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return orjson.dumps(event)
+
+
+def traffic(events: int, seed: int = 3) -> list[bytes]:
+    """Simulated traffic with 1% malformed lines, plus 10% of lines resent: half at once, half 10 days later."""
+    from models.simulator import SimulationConfig, simulate
+
+    users = max(20, events // 60)
+    lines = list(simulate(SimulationConfig(users=users, days=30, seed=seed, malformed_rate=0.01)).collected_events())
+    rng = random.Random(seed)
+    resent = rng.sample(range(len(lines)), len(lines) // 10)
+    out = list(lines)
+    for i, index in enumerate(resent):
+        if i % 2:
+            out.insert(min(len(out), index + 1 + rng.randint(0, 50)), lines[index])
+        else:
+            out.append(_shift(lines[index], 10))
+    return out
+
+
+def expected(deployment: Deployment, lines: list[bytes]) -> tuple[int, int]:
+    """(events, failed_events) that embedded mode stores from ``lines``."""
+    dsn = f"chdb://{deployment.data_dir / 'warehouse'}?database=expected"
+    with ClickHouseSink(dsn=dsn) as sink:
+        sink.migrate()
+        EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=5000).run(
+            ndjson_lines(io.BytesIO(b"\n".join(lines)), "input")
+        )
+        return _counts(sink)[0], _counts(sink)[2]
+
+
+def _counts(sink: ClickHouseSink) -> tuple[int, int, int, int]:
+    row = sink.query(
+        "SELECT (SELECT count() FROM events), (SELECT uniqExact(message_id) FROM events),"
+        " (SELECT count() FROM failed_events), (SELECT uniqExact(source) FROM failed_events)"
+    ).result_rows[0]
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+def _values(sink: ClickHouseSink) -> list[tuple[object, ...]]:
+    return list(sink.query("SELECT person_id, frequency FROM customer_value FINAL ORDER BY person_id").result_rows)
+
+
+def test_worker_killed_repeatedly_stores_every_event_once(kafka_bootstrap: str, tmp_path: Path) -> None:
+    events = int(os.environ.get("REVSTREAM_CRASH_EVENTS", "100000"))
+    kills = int(os.environ.get("REVSTREAM_CRASH_KILLS", "5"))
+    deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=4)
+    lines = traffic(events)
+    want_events, want_failed = expected(deployment, lines)
+    settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=4)
+    ensure_topics(settings)
+    assert produce(settings, lines) == len(lines)
+
+    log = tmp_path / "worker.log"
+    env = {**deployment.env, "REVSTREAM_BATCH_SIZE": "1000"}
+    killed = 0
+    rng = random.Random(7)
+    while killed < kills:
+        with worker(deployment, log, env=env) as proc:
+            time.sleep(rng.uniform(12, 25))  # boot, rejoin after the last kill, then some processing
+            assert proc.poll() is None, log.read_text()[-3000:]
+            if lag(deployment) == 0:
+                break  # everything is done already: no point killing an idle worker
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed += 1
+    with worker(deployment, log, env=env) as proc:
+        wait_drained(deployment, proc, log, timeout=900)
+
+    with ClickHouseSink(dsn=deployment.dsn) as sink:
+        stored, unique, failed, failed_unique = _counts(sink)
+        kafka_values = _values(sink)
+    assert killed >= min(kills, 1)
+    assert stored == unique == want_events
+    assert failed == failed_unique == want_failed
+    with ClickHouseSink(dsn=f"chdb://{deployment.data_dir / 'warehouse'}?database=expected") as sink:
+        assert kafka_values == _values(sink)  # the value model's state survived the kills: no order twice
+
+
+def test_broker_restart_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=2)
+    lines = traffic(20_000, seed=4)
+    want_events, want_failed = expected(deployment, lines)
+    settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=2)
+    ensure_topics(settings)
+    assert produce(settings, lines) == len(lines)
+    script = str(ROOT / "scripts" / "kafka.sh")
+    port = kafka_bootstrap.rsplit(":", 1)[1]
+    kafka_env = {**os.environ, "REVSTREAM_KAFKA_PORT": port}
+    log = tmp_path / "worker.log"
+    with worker(deployment, log) as proc:
+        time.sleep(8)
+        subprocess.run([script, "stop"], env=kafka_env, check=True)
+        time.sleep(5)
+        subprocess.run([script, "start"], env=kafka_env, check=True)
+        wait_drained(deployment, proc, log, timeout=600)
+        assert proc.poll() is None  # recovered by itself, no restart
+    with ClickHouseSink(dsn=deployment.dsn) as sink:
+        stored, unique, failed, failed_unique = _counts(sink)
+    assert stored == unique == want_events
+    assert failed == failed_unique == want_failed
+
+
+def test_hostile_input_lands_once_and_fixed_failures_replay_once(kafka_bootstrap: str, tmp_path: Path) -> None:
+    from tests.streams.hostile import fix, hostile_events
+
+    deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=2)
+    lines = hostile_events(400, seed=9)
+    settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=2)
+    ensure_topics(settings)
+    assert produce(settings, lines) == len(lines)
+    log = tmp_path / "worker.log"
+    with worker(deployment, log) as proc:
+        wait_drained(deployment, proc, log)
+        assert proc.poll() is None  # never crashed
+    with ClickHouseSink(dsn=deployment.dsn) as sink:  # chDB is one process at a time: the worker is stopped
+        stored, unique, failed, failed_unique = _counts(sink)
+        raws = [bytes.fromhex(r[0]) for r in sink.query("SELECT hex(raw) FROM failed_events").result_rows]
+    assert stored == unique
+    assert failed == failed_unique
+    assert stored + failed == len(lines)  # each input exactly once, valid or failed
+    fixed = [f for f in (fix(raw) for raw in raws) if f is not None]
+    repaired = len({orjson.loads(f)["messageId"] for f in fixed})  # two broken copies of one event: one fix
+    assert repaired >= 20
+    assert produce(settings, fixed + fixed) == 2 * len(fixed)  # the fix, sent twice
+    with worker(deployment, log) as proc:
+        wait_drained(deployment, proc, log)
+        assert proc.poll() is None
+    with ClickHouseSink(dsn=deployment.dsn) as sink:
+        after = _counts(sink)
+    assert after[0] == after[1] == stored + repaired, after  # each fixed event stored once
+    assert after[2] == after[3] == failed + 2 * len(fixed) - repaired, after  # later copies: recorded duplicates
