@@ -126,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "also drop their in-memory and table state.")  # fmt: skip
     erase.add_argument("subject_id", help="the userId or anonymousId to erase")
     erase.add_argument("--kafka", action="store_true", help="send the request to the running workers")
+    train = sub.add_parser("train", parents=[common], help="fit the XGBoost propensity challenger",
+                           description="Fit an XGBoost purchase-propensity model on the labelled human sessions "
+                           "in the warehouse's sessions table and write it to $REVSTREAM_DATA_DIR/challenger.ubj. "
+                           "Running workers (and later embedded runs) load it and score with it in shadow next to "
+                           "the online model; REVSTREAM_CHALLENGER_SHARE of sessions get its score (an A/B test), "
+                           "and it becomes the champion when its recent log loss is better.")  # fmt: skip
+    train.add_argument("--days", type=_positive_int, default=90, help="sessions of the last N days (default 90)")
+    train.add_argument("--min-sessions", type=_positive_int, default=500, help="refuse with fewer (default 500)")
+    train.add_argument("--rounds", type=_positive_int, default=300, help="boosting rounds (default 300)")
     sub.add_parser("migrate", parents=[common], help="create or upgrade the warehouse tables")
     sub.add_parser("topics", parents=[common], help="create the Kafka topics with the configured partitions")
     return parser
@@ -215,6 +224,12 @@ def _cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
     return erase(settings, args.subject_id, via_kafka=args.kafka)
 
 
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import train
+
+    return train(settings, days=args.days, min_sessions=args.min_sessions, rounds=args.rounds)
+
+
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from streams.commands import migrate
 
@@ -237,6 +252,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "worker": _cmd_worker,
     "collect": _cmd_collect,
     "erase": _cmd_erase,
+    "train": _cmd_train,
     "migrate": _cmd_migrate,
     "topics": _cmd_topics,
 }

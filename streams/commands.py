@@ -212,6 +212,41 @@ def erase(settings: Settings, subject_id: str, *, via_kafka: bool) -> int:
     return 0
 
 
+def train(settings: Settings, *, days: int, min_sessions: int, rounds: int) -> int:
+    """Fit the XGBoost challenger on the warehouse's labelled human sessions; workers hot-load the file."""
+    from models.scoring import roc_auc, train_challenger
+    from schemas.scores import SESSION_COLUMNS, SessionRecord
+
+    with open_sink(settings) as sink:
+        result = sink.query(
+            f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions FINAL WHERE NOT bot"  # noqa: S608 - our column names
+            " AND started_at >= now64(3) - toIntervalDay({days:UInt32}) ORDER BY started_at, session_id",
+            {"days": days},
+        )
+    records = [SessionRecord(**dict(zip(SESSION_COLUMNS, row, strict=True))) for row in result.result_rows]
+    positives = sum(r.purchased for r in records)
+    if len(records) < min_sessions or positives < 10:
+        msg = (
+            f"not enough history to train: {len(records)} labelled sessions and {positives} purchases in the last "
+            f"{days} days (need {min_sessions} and 10); run the demo or the worker longer, or lower --min-sessions"
+        )
+        raise ConfigError(msg)
+    cut = int(len(records) * 0.8)  # time order: fit on the older 80%, check on the newest 20%
+    snapshots, labels = [r.features() for r in records], [r.purchased for r in records]
+    check = train_challenger(snapshots[:cut], labels[:cut], rounds=rounds)
+    auc = roc_auc(list(zip(check.predict_batch(snapshots[cut:]), labels[cut:], strict=True)))
+    model = train_challenger(snapshots, labels, rounds=rounds)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = settings.challenger_path.with_suffix(".tmp.ubj")
+    model.save(tmp)
+    tmp.replace(settings.challenger_path)
+    print(
+        f"challenger {model.model_version}: {len(records)} sessions ({positives} purchases); "
+        f"ROC AUC {auc:.3f} on the newest 20% (fitted on the rest) -> {settings.challenger_path}"
+    )
+    return 0
+
+
 def worker(settings: Settings) -> int:
     from faust import Worker
 

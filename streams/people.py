@@ -9,7 +9,8 @@ value model never disagree about who is who.
 Per row: the identity resolver assigns the person (``u:<userId>`` or ``a:<anonymousId>``, see
 :mod:`models.identity`) and reports links, merges, splits and probable duplicate accounts; a merge moves
 the old person's touchpoint path to the new one. The first row of each session adds a touch to the
-person's path; an order is credited by every attribution model and updates the buyer's value.
+person's path; an order is credited by every attribution model and updates the buyer's value; churn risk
+is tracked per customer, and crossing the threshold raises a retention alert (marketing consent required).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from datetime import datetime, timedelta
 
 from models.attribution import Touch, TouchpointPaths
 from models.identity import IdentityResolver
+from models.scoring.churn import ChurnModel, RetentionTrigger
 from models.value.clv import CustomerValueModel
 from models.value.high_value import HighValueDetector
+from schemas.alerts import Alert
 from schemas.attribution import AttributionCredit
 from schemas.identity import IdentityLink, PersonChange, ProbableDuplicate
 from schemas.records import EventRow
@@ -46,6 +49,7 @@ class PeopleUpdate:
     credits: list[AttributionCredit] = field(default_factory=list)
     values: list[CustomerValue] = field(default_factory=list)
     alerts: list[HighValueAlert] = field(default_factory=list)
+    retention: list[Alert] = field(default_factory=list)
 
     def extend(self, other: PeopleUpdate) -> None:
         self.links += other.links
@@ -54,6 +58,7 @@ class PeopleUpdate:
         self.credits += other.credits
         self.values += other.values
         self.alerts += other.alerts
+        self.retention += other.retention
 
     def tables(self) -> dict[str, list[object]]:
         """Table name -> rows, for the sink."""
@@ -64,6 +69,7 @@ class PeopleUpdate:
             "attribution_credits": list(self.credits),
             "customer_value": list(self.values),
             "high_value_alerts": list(self.alerts),
+            "alerts": list(self.retention),
         }
 
 
@@ -77,6 +83,9 @@ class PeopleStage:
             horizon_days=settings.value_horizon_days, currency=settings.value_currency, fx_rates=settings.fx_rate_map
         )
         self.detector = HighValueDetector(top_share=settings.high_value_top_share)
+        self.churn = ChurnModel(horizon_days=settings.churn_horizon_days)
+        self.retention = RetentionTrigger(threshold=settings.churn_alert_threshold)
+        self._marketing_denied: set[str] = set()
         self._session_of: dict[str, str] = {}
         self._expired_at: datetime | None = None
 
@@ -89,6 +98,8 @@ class PeopleStage:
         for change in resolved.changes:
             if change.kind == "merge":
                 self.paths.merge(change.old_person_id, change.new_person_id)
+                self.churn.merge(change.old_person_id, change.new_person_id)
+                self.retention.merge(change.old_person_id, change.new_person_id)
         device = row.device_key
         if self._session_of.get(device) != row.session_id:
             self._session_of[device] = row.session_id
@@ -101,10 +112,26 @@ class PeopleStage:
             )
             values, alerts = self.value(dataclasses.replace(row, person_id=person))
             update.values, update.alerts = values, alerts
+        self._churn(row if row.person_id == person else dataclasses.replace(row, person_id=person), update)
         if self._expired_at is None or row.event_at - self._expired_at >= _EXPIRE_EVERY:
             self.paths.expire(row.event_at)
             self._expired_at = row.event_at
         return update
+
+    def _churn(self, row: EventRow, update: PeopleUpdate) -> None:
+        """Churn risk of customers; a retention action when it crosses the threshold, where marketing is allowed."""
+        if row.consent.get("marketing", True):
+            self._marketing_denied.discard(row.person_id)
+        else:
+            self._marketing_denied.add(row.person_id)
+        snapshot = self.churn.observe(row)
+        snapshots = self.churn.advance(row.event_at).snapshots
+        if snapshot is not None:
+            snapshots.append(snapshot)
+        for snap in snapshots:
+            alert = self.retention.process_one(snap, self.churn)
+            if alert is not None and alert.person_id not in self._marketing_denied:
+                update.retention.append(alert)
 
     def value(self, order: EventRow) -> tuple[list[CustomerValue], list[HighValueAlert]]:
         """Learn one order (idempotent on ``order_id``); re-score everyone when the model refitted."""
@@ -132,6 +159,9 @@ class PeopleStage:
             persons.update(self.identity.forget(identifier, at=at).erased)
         for person in persons:
             self.paths.forget(person)
+            self.churn.forget(person)
+            self.retention.forget(person)
+            self._marketing_denied.discard(person)
             self.value_model.forget_one(person)
             self.detector.forget_one(person)
         for device in ids:

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     propensity_alert_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
         0.5, description="a session whose purchase propensity reaches this raises one high_propensity alert"
     )
+    churn_horizon_days: Annotated[int, Field(ge=1)] = Field(
+        30, description="churn = no order within this many days (label resolved in event time)"
+    )
+    churn_alert_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.9, description="a customer whose churn risk reaches this gets a retention action (with a cooldown)"
+    )
     challenger_share: Annotated[float, Field(ge=0, le=1)] = Field(
         0.1, description="share of sessions (by hash) scored by the XGBoost challenger as an A/B test"
     )

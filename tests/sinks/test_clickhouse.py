@@ -146,3 +146,38 @@ def test_a_warehouse_held_by_another_process_is_a_clear_error(tmp_path: Path) ->
             connect(f"chdb://{path}")
     finally:
         holder.communicate(b"", timeout=30)
+
+
+class LostAnswerClient:
+    """The real chDB client, except that the first insert's answer is lost after the server stored it
+    (a connection reset on the way back): the ambiguous failure a retry has to survive."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.inserts = 0
+
+    def insert(self, table: str, data: list[Any], **kwargs: Any) -> None:
+        self.client.insert(table, data, **kwargs)
+        self.inserts += 1
+        if self.inserts == 1:
+            msg = "connection reset by peer after the insert was sent"
+            raise OperationalError(msg)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+@pytest.mark.parametrize(("window", "stored"), [(True, 100), (False, 200)])
+def test_an_ambiguous_insert_is_retried_and_stored_once(warehouse_dsn: str, window: bool, stored: int) -> None:
+    """With ``non_replicated_deduplication_window`` the retry (same token) is a no-op; the control table
+    without it stores the batch twice, which is why every table of ours sets it."""
+    with ClickHouseSink(dsn=warehouse_dsn) as setup:
+        setup.migrate()
+        if not window:
+            setup.command("CREATE TABLE events_plain AS events ENGINE = MergeTree ORDER BY message_id")
+            setup.command("EXCHANGE TABLES events AND events_plain")
+        client = LostAnswerClient(setup.client)
+        sink = ClickHouseSink(client=client, backoff=0.0, sleep=lambda _: None)
+        sink.insert("events", rows(100), token="events.parsed:0:0-99")
+        assert client.inserts == 2  # the failure, then the retry
+        assert setup.query("SELECT count(), uniqExact(message_id) FROM events").result_rows == [(stored, 100)]

@@ -52,16 +52,22 @@ class Deployment:
 
 def lag(deployment: Deployment) -> int:
     """Messages on the deployment's topics not yet committed by its consumer group."""
+    return sum(lags(deployment).values())
+
+
+def lags(deployment: Deployment) -> dict[str, int]:
+    """Uncommitted messages per ``topic:partition`` (only those with any)."""
     consumer = Consumer({"bootstrap.servers": deployment.bootstrap, "group.id": deployment.prefix})
     try:
-        total = 0
+        out = {}
         names = [f"{deployment.prefix}.{topic}" for topic in CONSUMED_TOPICS]
         metadata = consumer.list_topics(timeout=10).topics
         partitions = [TopicPartition(name, p) for name in names for p in metadata[name].partitions]
         for tp in consumer.committed(partitions, timeout=10):
             _, high = consumer.get_watermark_offsets(tp, timeout=10)
-            total += high - max(tp.offset, 0)
-        return total
+            if high - max(tp.offset, 0):
+                out[f"{tp.topic}:{tp.partition}"] = high - max(tp.offset, 0)
+        return out
     finally:
         consumer.close()
 
@@ -107,5 +113,5 @@ def wait_drained(deployment: Deployment, proc: subprocess.Popen[bytes], log: Pat
         if zero_seen >= 2:
             return
         time.sleep(1.0)
-    msg = f"worker did not drain within {timeout}s:\n{log.read_text()[-4000:]}"
+    msg = f"worker did not drain within {timeout}s (lag {lags(deployment)}):\n{log.read_text()[-4000:]}"
     raise AssertionError(msg)

@@ -56,3 +56,30 @@ def test_replay_then_sql(tmp_path: Path, warehouse_dsn: str, capsys: pytest.Capt
     assert capsys.readouterr().out == "message_id\na\nb\n"
     assert main(["sql", "SELECT nope FROM events", "--dsn", warehouse_dsn]) == 1
     assert "query failed: Code: 47" in capsys.readouterr().err
+
+
+def test_train_fits_a_challenger_that_the_next_run_scores_with(
+    tmp_path: Path, warehouse_dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.simulator import SimulationConfig, simulate
+
+    monkeypatch.setenv("REVSTREAM_DATA_DIR", str(tmp_path / "data"))
+    first, second = tmp_path / "first.ndjson", tmp_path / "second.ndjson"
+    for path, seed in ((first, 1), (second, 2)):
+        path.write_bytes(b"\n".join(simulate(SimulationConfig(users=300, days=14, seed=seed)).collected_events()))
+    assert main(["train", "--dsn", warehouse_dsn]) == 1
+    assert "not enough history to train: 0 labelled sessions" in capsys.readouterr().err
+
+    assert main(["replay", str(first), "--dsn", warehouse_dsn]) == 0
+    capsys.readouterr()
+    assert main(["train", "--dsn", warehouse_dsn, "--min-sessions", "100", "--rounds", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "challenger xgb-" in out
+    assert (tmp_path / "data" / "challenger.ubj").exists()
+
+    assert main(["replay", str(second), "--dsn", warehouse_dsn]) == 0
+    query = "SELECT model, count() FROM scores WHERE startsWith(message_id, '') GROUP BY model ORDER BY model"
+    assert main(["sql", query, "--dsn", warehouse_dsn, "--format", "tsv"]) == 0
+    models = dict(line.split("\t") for line in capsys.readouterr().out.splitlines()[-2:])
+    assert int(models["propensity_xgb"]) > 0  # the A/B share of sessions got the challenger's score
+    assert int(models["propensity_online"]) > 5 * int(models["propensity_xgb"])
