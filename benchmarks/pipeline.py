@@ -2,6 +2,9 @@
 
     python -m benchmarks.pipeline --events 200000   # also writes benchmarks/results/pipeline.json
 
+A latency run then sends events at a fixed rate (``--latency-rate``, default 1,000/s) to a warm worker and
+reports the event-to-score time (producer send to the score's Kafka timestamp, p50/p99) and the model time.
+
 Input is simulator traffic (seed 1, 1% malformed). Embedded mode runs :class:`EmbeddedRunner` into a fresh
 chDB warehouse in this process (one core). Kafka mode produces the events to a fresh topic prefix, starts a
 real ``revstream worker`` process and waits until its consumer group has committed every topic; it reports
@@ -28,7 +31,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from models.simulator import SimulationConfig, simulate
 from sinks import ClickHouseSink
@@ -178,12 +181,132 @@ def bench_kafka(lines: list[bytes], bootstrap: str, partitions: int) -> dict[str
     }
 
 
+def bench_latency(lines: list[bytes], bootstrap: str, *, rate: int, seconds: int, linger_ms: int) -> dict[str, Any]:
+    """Event-to-score latency at a fixed input rate: from the producer's send to the score's Kafka timestamp.
+
+    Events are sent without ``receivedAt`` at ``rate`` per second for ``seconds`` to a warm worker (one
+    partition, ``REVSTREAM_LINGER_MS=linger_ms``); each score on the ``scores`` topic is matched to its event
+    by ``messageId``. Scores are only published for scored events (pages and track calls, not pings).
+    """
+    prefix = f"lat{uuid.uuid4().hex[:8]}"
+    settings = Settings(brokers=bootstrap, topic_prefix=prefix, app_id=prefix, partitions=1)
+    ensure_topics(settings)
+    events = _latency_events(lines, rate * seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "REVSTREAM_BROKERS": bootstrap,
+            "REVSTREAM_TOPIC_PREFIX": prefix,
+            "REVSTREAM_APP_ID": prefix,
+            "REVSTREAM_PARTITIONS": "1",
+            "REVSTREAM_CLICKHOUSE_DSN": f"chdb://{tmp}/warehouse",
+            "REVSTREAM_DATA_DIR": tmp,
+            "REVSTREAM_LOG_LEVEL": "WARNING",
+            "REVSTREAM_LINGER_MS": str(linger_ms),
+            "REVSTREAM_CONSENT_REQUIRED": "false",
+        }
+        log = Path(tmp) / "worker.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out, stderr=out)
+            try:
+                producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+                consumer = Consumer(
+                    {"bootstrap.servers": bootstrap, "group.id": f"{prefix}-probe", "auto.offset.reset": "earliest"}
+                )
+                consumer.subscribe([settings.topic("scores")])
+                warm = {
+                    "type": "page",
+                    "messageId": f"warm-{prefix}",
+                    "anonymousId": "w",
+                    "timestamp": "2026-11-01T00:00:00Z",
+                }
+                producer.produce(settings.topic("events.raw"), orjson.dumps(warm))
+                producer.flush()
+                deadline = time.monotonic() + 120  # start-up and the first score are not measured
+                while time.monotonic() < deadline and consumer.poll(1.0) is None:
+                    if proc.poll() is not None:
+                        error = f"worker exited: {log.read_text()[-2000:]}"
+                        raise RuntimeError(error)
+                sent = _send_at_rate(producer, settings.topic("events.raw"), events, rate)
+                latencies, model_ms = _collect_scores(consumer, sent)
+                consumer.close()
+            finally:
+                proc.terminate()
+                proc.wait(60)
+    return {
+        "rate_events_per_s": rate,
+        "seconds": seconds,
+        "linger_ms": linger_ms,
+        "scored_events": len(latencies),
+        "event_to_score_ms_p50": _pct(latencies, 0.5),
+        "event_to_score_ms_p99": _pct(latencies, 0.99),
+        "model_ms_p50": _pct(model_ms, 0.5),
+        "model_ms_p99": _pct(model_ms, 0.99),
+    }
+
+
+def _latency_events(lines: list[bytes], n: int) -> list[tuple[str, bytes]]:
+    """``n`` valid events with unique ids and no ``receivedAt`` (so the worker stamps its own)."""
+    events: list[tuple[str, bytes]] = []
+    for line in itertools.cycle(lines):
+        if len(events) >= n:
+            break
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict) or not isinstance(event.get("messageId"), str):
+            continue
+        event.pop("receivedAt", None)
+        event["messageId"] = f"{event['messageId']}-{len(events)}"
+        events.append((event["messageId"], orjson.dumps(event)))
+    return events
+
+
+def _send_at_rate(producer: Producer, topic: str, events: list[tuple[str, bytes]], rate: int) -> dict[str, float]:
+    sent: dict[str, float] = {}
+    start = time.monotonic()
+    for i, (mid, body) in enumerate(events):
+        due = start + i / rate
+        while (now := time.monotonic()) < due:
+            producer.poll(0)
+            time.sleep(min(0.001, due - now))
+        sent[mid] = time.time() * 1000
+        producer.produce(topic, body)
+        producer.poll(0)
+    producer.flush()
+    return sent
+
+
+def _collect_scores(consumer: Consumer, sent: dict[str, float]) -> tuple[list[float], list[float]]:
+    """Latency (ms) of every score of a sent event, until the topic has been quiet for 10 s."""
+    latencies, model_ms = [], []
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 10:
+        message = consumer.poll(1.0)
+        if message is None or message.error():
+            continue
+        quiet_since = time.monotonic()
+        score = orjson.loads(message.value() or b"{}")
+        if score.get("message_id") in sent:
+            latencies.append(message.timestamp()[1] - sent[score["message_id"]])
+            model_ms.append(score["latency_ms"])
+    return sorted(latencies), sorted(model_ms)
+
+
+def _pct(values: list[float], q: float) -> float:
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2) if values else float("nan")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="events to run (default 200000)")
     parser.add_argument("--bootstrap", default="127.0.0.1:19092", help="Kafka bootstrap (default 127.0.0.1:19092)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of the benchmark topics (default 4)")
     parser.add_argument("--embedded-only", action="store_true", help="skip Kafka mode")
+    parser.add_argument("--latency-rate", type=int, default=1000, help="events/s of the latency run (default 1000)")
+    parser.add_argument("--latency-seconds", type=int, default=20, help="length of the latency run (default 20)")
+    parser.add_argument("--linger-ms", type=int, default=5, help="REVSTREAM_LINGER_MS of the latency run (default 5)")
     parser.add_argument(
         "--json",
         type=Path,
@@ -210,6 +333,11 @@ def main() -> int:
             started_broker = True
         try:
             results["kafka"] = bench_kafka(lines, args.bootstrap, args.partitions)
+            print(f"kafka: {results['kafka']}")
+            results["latency"] = bench_latency(
+                lines, args.bootstrap, rate=args.latency_rate, seconds=args.latency_seconds, linger_ms=args.linger_ms
+            )
+            print(f"latency: {results['latency']}")
         finally:
             if started_broker:
                 port = args.bootstrap.rsplit(":", 1)[1]
@@ -218,7 +346,6 @@ def main() -> int:
                     env={**os.environ, "REVSTREAM_KAFKA_PORT": port},
                     check=False,
                 )
-        print(f"kafka: {results['kafka']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))

@@ -34,12 +34,13 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from schemas.alerts import ALERT_COLUMNS
-from schemas.attribution import ATTRIBUTION_CREDIT_COLUMNS
+from schemas.attribution import ATTRIBUTION_CREDIT_COLUMNS, BUDGET_RECOMMENDATION_COLUMNS
 from schemas.errors import ConfigError, SinkError
 from schemas.identity import IDENTITY_LINK_COLUMNS, PERSON_CHANGE_COLUMNS, PROBABLE_DUPLICATE_COLUMNS
 from schemas.privacy import CONSENT_REFUSAL_COLUMNS, ERASURE_LOG_COLUMNS
 from schemas.records import EVENT_COLUMNS, FAILED_COLUMNS
 from schemas.scores import METRIC_COLUMNS, SCORE_COLUMNS, SESSION_COLUMNS
+from schemas.spend import SPEND_COLUMNS
 from schemas.value import CUSTOMER_VALUE_COLUMNS, HIGH_VALUE_ALERT_COLUMNS
 from sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE, RETENTION
 
@@ -60,6 +61,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "sessions": SESSION_COLUMNS,
     "model_metrics": METRIC_COLUMNS,
     "alerts": ALERT_COLUMNS,
+    "marketing_spend": SPEND_COLUMNS,
+    "budget_recommendations": BUDGET_RECOMMENDATION_COLUMNS,
 }
 _SCHEMES = ("chdb", "http", "https", "clickhouse", "clickhouses")
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_]+")

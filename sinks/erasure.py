@@ -135,12 +135,16 @@ def _wait_for_mutations(sink: ClickHouseSink, tables: Iterable[str], deadline: f
     names = list(tables)
     while True:
         pending = sink.query(
-            "SELECT table, count() FROM system.mutations WHERE database = currentDatabase() AND table IN %(t)s "
-            "AND NOT is_done GROUP BY table",
+            "SELECT table, count(), any(latest_fail_reason) FROM system.mutations"
+            " WHERE database = currentDatabase() AND table IN %(t)s AND NOT is_done GROUP BY table",
             {"t": names},
         ).result_rows
         if not pending:
             return
+        failed = {table: reason for table, _, reason in pending if reason}
+        if failed:
+            msg = f"erasure failed in ClickHouse: {failed}"
+            raise ErasureError(msg)
         if time.monotonic() > deadline:
             msg = f"erasure not physically complete within {bound:g} s: mutations pending on {dict(pending)}"
             raise ErasureError(msg)

@@ -378,6 +378,89 @@ MIGRATIONS = (
     ),
 )
 
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        6,
+        "marketing_spend, channel_daily, budget_recommendations",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS marketing_spend (
+                day Date,
+                channel LowCardinality(String),
+                campaign String,
+                cost Float64,
+                currency LowCardinality(String),
+                impressions UInt64,
+                clicks UInt64,
+                source String,
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree
+            ORDER BY (day, channel, campaign)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+            # Per day and channel, for one attribution model at a time: spend, attributed revenue, ROAS, new
+            # customers (first order of a person, credited to the channel by that model), CAC, and LTV:CAC with
+            # LTV = the new customers' first-order revenue plus their current expected revenue (customer_value).
+            """
+            CREATE VIEW IF NOT EXISTS channel_daily AS
+            WITH
+                credits AS (
+                    SELECT toDate(event_at) AS day, model, channel, conversion_id, person_id, sum(credit) AS credit,
+                           any(revenue) AS revenue
+                    FROM attribution_credits FINAL
+                    GROUP BY day, model, channel, conversion_id, person_id
+                ),
+                firsts AS (
+                    SELECT person_id, argMin(conversion_id, event_at) AS first_conversion
+                    FROM attribution_credits FINAL GROUP BY person_id
+                ),
+                value AS (SELECT person_id, argMax(expected_revenue, computed_at) AS ltv FROM customer_value
+                          GROUP BY person_id),
+                revenue AS (
+                    SELECT c.day AS day, c.model AS model, c.channel AS channel, sum(c.credit) AS attributed_revenue,
+                           sumIf(c.credit / c.revenue, c.conversion_id = f.first_conversion) AS new_customers,
+                           sumIf(c.credit / c.revenue * (c.revenue + ifNull(v.ltv, 0)),
+                                 c.conversion_id = f.first_conversion) AS new_customer_ltv
+                    FROM credits AS c
+                    LEFT JOIN firsts AS f ON c.person_id = f.person_id
+                    LEFT JOIN value AS v ON c.person_id = v.person_id
+                    WHERE c.revenue > 0
+                    GROUP BY day, model, channel
+                ),
+                spend AS (SELECT day, channel, sum(cost) AS spend FROM marketing_spend FINAL GROUP BY day, channel)
+            SELECT r.day AS day, r.model AS model, r.channel AS channel, ifNull(s.spend, 0) AS spend,
+                   r.attributed_revenue AS attributed_revenue,
+                   if(spend > 0, attributed_revenue / spend, NULL) AS roas,
+                   r.new_customers AS new_customers,
+                   if(new_customers > 0, spend / new_customers, NULL) AS cac,
+                   if(spend > 0, r.new_customer_ltv / spend, NULL) AS ltv_to_cac
+            FROM revenue AS r
+            LEFT JOIN spend AS s ON r.day = s.day AND r.channel = s.channel
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS budget_recommendations (
+                day Date,
+                channel LowCardinality(String),
+                current_spend Float64,
+                recommended_spend Float64,
+                predicted_revenue Float64,
+                predicted_change Float64,
+                currency LowCardinality(String),
+                reason String,
+                computed_at DateTime64(3, 'UTC'),
+                model_version LowCardinality(String),
+                schema_version UInt16
+            )
+            ENGINE = ReplacingMergeTree(computed_at)
+            ORDER BY (day, channel)
+            SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
+            """,
+        ),
+    ),
+)
+
 # Retention (``ALTER TABLE ... MODIFY TTL``, set from settings at every start): table -> time column and
 # which setting bounds it. ``erasure_log`` is kept: it is what stops an erased id from coming back.
 RETENTION: dict[str, tuple[str, str]] = {
@@ -394,6 +477,8 @@ RETENTION: dict[str, tuple[str, str]] = {
     "sessions": ("started_at", "retention_days"),
     "model_metrics": ("computed_at", "retention_days"),
     "alerts": ("alerted_at", "retention_days"),
+    "marketing_spend": ("day", "retention_days"),
+    "budget_recommendations": ("day", "retention_days"),
 }
 
 MIGRATIONS_TABLE = """

@@ -152,7 +152,9 @@ def create_app(settings: Settings) -> faust.App:
     # acknowledge the batch's inputs (at least once, effects idempotent downstream).
     @app.agent(raw_topic, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for batch in cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=0.2):
+        async for batch in cast(faust.Stream[bytes], stream).take_events(
+            settings.batch_size, within=settings.linger_ms / 1000
+        ):
             producer = outputs.producer()
             for event in batch:
                 message = event.message
@@ -233,7 +235,7 @@ async def _sessionize_loop(
     sink = await asyncio.to_thread(_open_sink, settings)
     pipeline.suppressed |= await asyncio.to_thread(suppressed_subjects, sink)
     try:
-        async for batch in stream.take_events(settings.batch_size, within=0.2):
+        async for batch in stream.take_events(settings.batch_size, within=settings.linger_ms / 1000):
             producer = outputs.producer()
             tables = _PartitionTables()
             refused: Counter[tuple[date, str]] = Counter()

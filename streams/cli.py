@@ -46,6 +46,26 @@ def _rate(text: str) -> float:
     return value
 
 
+def _money(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"expected an amount, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 <= value < 1e12:
+        msg = f"expected an amount between 0 and 1e12, got {value:g}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _channel_amount(text: str) -> tuple[str, float]:
+    channel, sep, amount = text.partition("=")
+    if not sep or not channel:
+        msg = f"expected CHANNEL=AMOUNT, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return channel, _money(amount)
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -135,6 +155,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--days", type=_positive_int, default=90, help="sessions of the last N days (default 90)")
     train.add_argument("--min-sessions", type=_positive_int, default=500, help="refuse with fewer (default 500)")
     train.add_argument("--rounds", type=_positive_int, default=300, help="boosting rounds (default 300)")
+    spend = sub.add_parser("spend", parents=[common], help="load marketing spend (NDJSON) into the warehouse",
+                           description="Load marketing spend records (one JSON object a line: date, channel, "
+                           "campaign, cost, currency, impressions, clicks) into marketing_spend. Invalid lines "
+                           "are reported by number and skipped; loading the same file again writes nothing "
+                           "twice.")  # fmt: skip
+    spend.add_argument("file", help="NDJSON file, e.g. the spend.ndjson that revstream simulate writes")
+    budget = sub.add_parser("budget", parents=[common], help="recommend tomorrow's marketing budget per channel",
+                            description="Fit a diminishing-returns curve per channel from daily spend and "
+                            "attributed revenue (channel_daily), then split --total to maximise predicted revenue "
+                            "within every limit. Prints the plan and writes budget_recommendations.")  # fmt: skip
+    budget.add_argument("--total", type=_money, required=True, help="tomorrow's total budget")
+    budget.add_argument("--model", default="shapley", help="attribution model whose revenue counts (default shapley)")
+    budget.add_argument("--days", type=_positive_int, default=28, help="days of history to fit on (default 28)")
+    budget.add_argument("--max-change", type=_rate, default=0.2, help="largest daily change per channel, as a "
+                        "fraction of its current spend (default 0.2)")  # fmt: skip
+    budget.add_argument("--min", action="append", type=_channel_amount, default=[], metavar="CHANNEL=AMOUNT",
+                        help="a channel's minimum spend (repeatable)")  # fmt: skip
+    budget.add_argument("--max", action="append", type=_channel_amount, default=[], metavar="CHANNEL=AMOUNT",
+                        help="a channel's maximum spend (repeatable)")  # fmt: skip
+    budget.add_argument("--set", action="append", type=_channel_amount, default=[], metavar="CHANNEL=AMOUNT",
+                        help="a manual override the allocator keeps exactly (repeatable)")  # fmt: skip
+    budget.add_argument("--currency", default="USD", help="currency of the amounts (default USD)")
     sub.add_parser("migrate", parents=[common], help="create or upgrade the warehouse tables")
     sub.add_parser("topics", parents=[common], help="create the Kafka topics with the configured partitions")
     return parser
@@ -230,6 +272,32 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     return train(settings, days=args.days, min_sessions=args.min_sessions, rounds=args.rounds)
 
 
+def _cmd_spend(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import load_spend
+
+    path = Path(args.file)
+    if not path.is_file():
+        msg = f"no such file: {args.file}"
+        raise ConfigError(msg)
+    return load_spend(settings, args.file)
+
+
+def _cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import budget
+
+    return budget(
+        settings,
+        total=args.total,
+        model=args.model,
+        days=args.days,
+        max_change=args.max_change,
+        mins=dict(args.min),
+        maxs=dict(args.max),
+        overrides=dict(args.set),
+        currency=args.currency,
+    )
+
+
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from streams.commands import migrate
 
@@ -253,6 +321,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "collect": _cmd_collect,
     "erase": _cmd_erase,
     "train": _cmd_train,
+    "spend": _cmd_spend,
+    "budget": _cmd_budget,
     "migrate": _cmd_migrate,
     "topics": _cmd_topics,
 }

@@ -144,7 +144,13 @@ def demo(settings: Settings, *, users: int, days: int, seed: int, malformed_rate
     name = f"demo-seed{seed}"
     inputs = ((f"{name}:{n}", line) for n, line in enumerate(sim.collected_events(), start=1))
     summary = run_embedded(settings, inputs, total=None)
+    from schemas.spend import MarketingSpend, SpendRow
+
+    spend: list[object] = [
+        SpendRow.of(MarketingSpend.model_validate(r), source=f"{name}-spend:{n}") for n, r in enumerate(sim.spend(), 1)
+    ]
     with ClickHouseSink(dsn=settings.clickhouse_dsn) as sink:
+        sink.insert("marketing_spend", spend, token=f"{name}-spend")
         print_summary(sink, summary, prefix=f"{name}:")
     print(f'warehouse: {settings.clickhouse_dsn}  (query it: revstream sql "SELECT ...")')
     return 0
@@ -243,6 +249,96 @@ def train(settings: Settings, *, days: int, min_sessions: int, rounds: int) -> i
     print(
         f"challenger {model.model_version}: {len(records)} sessions ({positives} purchases); "
         f"ROC AUC {auc:.3f} on the newest 20% (fitted on the rest) -> {settings.challenger_path}"
+    )
+    return 0
+
+
+def load_spend(settings: Settings, file: str) -> int:
+    """Marketing spend NDJSON into ``marketing_spend``; invalid lines are reported by number, the rest load."""
+    import hashlib
+
+    from pydantic import ValidationError
+
+    from schemas.spend import MarketingSpend, SpendRow
+
+    path = Path(file)
+    data = path.read_bytes()
+    rows: list[object] = []
+    errors: list[str] = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(SpendRow.of(MarketingSpend.model_validate_json(line), source=f"{path.name}:{number}"))
+        except ValidationError as e:
+            first = e.errors(include_url=False)[0]
+            errors.append(f"{path.name}:{number}: {'.'.join(map(str, first['loc'])) or 'record'}: {first['msg']}")
+    with open_sink(settings) as sink:
+        sink.insert("marketing_spend", rows, token=f"spend:{hashlib.blake2b(data, digest_size=16).hexdigest()}")
+    for error in errors[:20]:
+        err.print(error, markup=False, highlight=False)
+    print(f"{len(rows)} spend records loaded, {len(errors)} invalid")
+    return 1 if errors else 0
+
+
+def budget(
+    settings: Settings,
+    *,
+    total: float,
+    model: str,
+    days: int,
+    max_change: float,
+    mins: dict[str, float],
+    maxs: dict[str, float],
+    overrides: dict[str, float],
+    currency: str,
+) -> int:
+    """Fit a response curve per channel from recent spend and attributed revenue; recommend tomorrow's split."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from models.budget import allocate, fit_curves
+
+    with open_sink(settings) as sink:
+        result = sink.query(
+            "SELECT channel, day, spend, attributed_revenue FROM channel_daily WHERE model = {model:String}"
+            " AND spend > 0 AND day > (SELECT max(day) FROM marketing_spend) - {days:UInt32} ORDER BY channel, day",
+            {"model": model, "days": days},
+        )
+        points: dict[str, list[tuple[float, float]]] = {}
+        last: dict[str, tuple[date, float]] = {}
+        for channel, day, spend, revenue in result.result_rows:
+            points.setdefault(channel, []).append((float(spend), float(revenue)))
+            last[channel] = (day, float(spend))
+        if not points:
+            msg = f"no days with both spend and {model!r} attributed revenue: load spend (revstream spend FILE) first"
+            raise ConfigError(msg)
+        curves = fit_curves(points)
+        current = {channel: spend for channel, (_, spend) in last.items()}
+        allocation = allocate(
+            curves,
+            total_budget=total,
+            current=current,
+            min_spend=mins,
+            max_spend=maxs,
+            max_change=max_change,
+            overrides=overrides,
+        )
+        tomorrow = max(day for day, _ in last.values()) + timedelta(days=1)
+        recs = allocation.recommendations(day=tomorrow, currency=currency, computed_at=datetime.now(UTC))
+        sink.insert("budget_recommendations", list(recs), token=f"budget:{tomorrow}:{datetime.now(UTC).isoformat()}")
+    table = Table(
+        "channel", "fit", "current", "recommended", "predicted revenue", "change", "why", title=f"Budget {tomorrow}"
+    )
+    for rec in recs:
+        table.add_row(
+            rec.channel, curves[rec.channel].describe() if rec.channel in curves else "-",
+            f"{rec.current_spend:,.2f}", f"{rec.recommended_spend:,.2f}", f"{rec.predicted_revenue:,.2f}",
+            f"{rec.predicted_change:+,.2f}", rec.reason,
+        )  # fmt: skip
+    Console().print(table)
+    print(
+        f"predicted revenue {allocation.total_revenue:,.2f} {currency} "
+        f"(now {allocation.current_total_revenue:,.2f}) for a budget of {total:,.2f}"
     )
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from streams.cli import main
@@ -83,3 +84,49 @@ def test_train_fits_a_challenger_that_the_next_run_scores_with(
     models = dict(line.split("\t") for line in capsys.readouterr().out.splitlines()[-2:])
     assert int(models["propensity_xgb"]) > 0  # the A/B share of sessions got the challenger's score
     assert int(models["propensity_online"]) > 5 * int(models["propensity_xgb"])
+
+
+def test_spend_and_budget(tmp_path: Path, warehouse_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from models.channels import CHANNELS
+    from models.simulator import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(users=600, days=21, seed=4))
+    events, spend = tmp_path / "events.ndjson", tmp_path / "spend.ndjson"
+    events.write_bytes(b"\n".join(sim.collected_events()))
+    spend.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in sim.spend()) + b'{"date": "2026-11-02"}\n')
+    assert main(["replay", str(events), "--dsn", warehouse_dsn]) == 0
+    capsys.readouterr()
+    assert main(["spend", str(spend), "--dsn", warehouse_dsn]) == 1  # one invalid line, named; the rest load
+    captured = capsys.readouterr()
+    assert f"spend.ndjson:{len(sim.spend()) + 1}: channel: Field required" in captured.err
+    assert f"{len(sim.spend())} spend records loaded, 1 invalid" in captured.out
+    assert main(["spend", str(spend), "--dsn", warehouse_dsn]) == 1  # again: nothing twice
+    capsys.readouterr()
+    query = "SELECT count(), round(sum(cost), 2) FROM marketing_spend"
+    assert main(["sql", query, "--dsn", warehouse_dsn, "--format", "tsv"]) == 0
+    count, total = capsys.readouterr().out.splitlines()[1].split("\t")
+    assert int(count) == len(sim.spend())
+    assert float(total) == pytest.approx(sum(r["cost"] for r in sim.spend()), abs=0.05)
+
+    last_day = max(r["date"] for r in sim.spend())
+    today = {c: sum(r["cost"] for r in sim.spend() if r["date"] == last_day and r["channel"] == c) for c in CHANNELS}
+    today = {c: v for c, v in today.items() if v > 0}
+    pinned = sorted(today)[0]
+    total = round(sum(today.values()) * 1.1, 2)
+    argv = ["budget", "--total", str(total), "--max-change", "0.3", "--set", f"{pinned}=5", "--dsn", warehouse_dsn]
+    assert main(argv) == 0
+    assert "predicted revenue" in capsys.readouterr().out
+    query = "SELECT channel, current_spend, recommended_spend FROM budget_recommendations FINAL"
+    assert main(["sql", query, "--dsn", warehouse_dsn, "--format", "json"]) == 0
+    recs = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sum(r["recommended_spend"] for r in recs) == pytest.approx(total, abs=0.05)
+    for rec in recs:
+        if rec["channel"] == pinned:
+            assert rec["recommended_spend"] == pytest.approx(5)  # the override, exactly
+        else:
+            assert abs(rec["recommended_spend"] - rec["current_spend"]) <= 0.3 * rec["current_spend"] + 0.01
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["budget", "--total", "-5", "--dsn", warehouse_dsn])
+    assert exit_info.value.code == 2
+    assert "expected an amount between 0 and 1e12" in capsys.readouterr().err
