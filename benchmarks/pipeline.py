@@ -304,6 +304,7 @@ def main() -> int:
     parser.add_argument("--bootstrap", default="127.0.0.1:19092", help="Kafka bootstrap (default 127.0.0.1:19092)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of the benchmark topics (default 4)")
     parser.add_argument("--embedded-only", action="store_true", help="skip Kafka mode")
+    parser.add_argument("--latency-only", action="store_true", help="only the latency run (needs a broker)")
     parser.add_argument("--latency-rate", type=int, default=1000, help="events/s of the latency run (default 1000)")
     parser.add_argument("--latency-seconds", type=int, default=20, help="length of the latency run (default 20)")
     parser.add_argument("--linger-ms", type=int, default=5, help="REVSTREAM_LINGER_MS of the latency run (default 5)")
@@ -319,6 +320,12 @@ def main() -> int:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
+    if args.latency_only:
+        results["latency"] = bench_latency(
+            lines, args.bootstrap, rate=args.latency_rate, seconds=args.latency_seconds, linger_ms=args.linger_ms
+        )
+        print(f"latency: {results['latency']}")
+        return 0
     results["embedded"] = bench_embedded(lines)
     print(f"embedded: {results['embedded']}")
     if not args.embedded_only:

@@ -525,31 +525,33 @@ async def _privacy_loop(
     """Erasure requests: delete in ClickHouse, then tell every stage that holds state about the person.
 
     Markers go to ``events.parsed`` keyed by each linked id (as a device key, so the partition that holds
-    the device's state gets it, in order with that device's events) and to ``orders`` (the value model).
+    the device's state gets it, in order with that device's events) and to ``people`` (the person-level stage).
     Rows of the person that were in flight during the first delete are caught by a second one after the
     stages have had a batch interval to apply the markers; both deletes are idempotent.
     """
     sink = await asyncio.to_thread(_open_sink, settings)
     try:
-        async for event in stream.events():
-            request = ErasureRequest.model_validate_json(event.value)
-            report = await asyncio.to_thread(
-                erase, sink, request, subject=pipeline.pii.subject, bound_seconds=settings.erasure_bound_seconds
-            )
-            subjects = [pipeline.pii.subject(i) for i in report.ids]
-            pipeline.suppressed.update(subjects)
-            producer = output()
-            for key in [*report.ids, *(f"user:{i}" for i in report.ids)]:
-                marker = EraseMarker(key=key, ids=report.ids, subjects=subjects)
-                producer.produce(parsed_name, key=key.encode(), value=marker.to_json())
-            producer.produce(
-                people_name, key=b"erase", value=EraseMarker(key="", ids=report.ids, subjects=subjects).to_json()
-            )
-            await producer.flush()
-            await asyncio.sleep(settings.batch_seconds * 2)
-            await asyncio.to_thread(
-                erase, sink, request, subject=pipeline.pii.subject, bound_seconds=settings.erasure_bound_seconds
-            )
+        # take_events acknowledges after the body has run (events() would hold the last one back).
+        async for batch in stream.take_events(10, within=1.0):
+            for event in batch:
+                request = ErasureRequest.model_validate_json(event.value)
+                report = await asyncio.to_thread(
+                    erase, sink, request, subject=pipeline.pii.subject, bound_seconds=settings.erasure_bound_seconds
+                )
+                subjects = [pipeline.pii.subject(i) for i in report.ids]
+                pipeline.suppressed.update(subjects)
+                producer = output()
+                for key in [*report.ids, *(f"user:{i}" for i in report.ids)]:
+                    marker = EraseMarker(key=key, ids=report.ids, subjects=subjects)
+                    producer.produce(parsed_name, key=key.encode(), value=marker.to_json())
+                producer.produce(
+                    people_name, key=b"erase", value=EraseMarker(key="", ids=report.ids, subjects=subjects).to_json()
+                )
+                await producer.flush()
+                await asyncio.sleep(settings.batch_seconds * 2)
+                await asyncio.to_thread(
+                    erase, sink, request, subject=pipeline.pii.subject, bound_seconds=settings.erasure_bound_seconds
+                )
     finally:
         await asyncio.to_thread(sink.close)
 
