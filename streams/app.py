@@ -246,6 +246,7 @@ async def _sessionize_loop(
                     pipeline.suppressed.update(marker.subjects)
                     devices.pop(marker.key, None)
                     features.pop(marker.key, None)
+                    scoring.forget(set(marker.ids))
                     continue
                 parsed = ParsedEvent.from_json(event.value)
                 out = pipeline.sessionize(parsed.row, parsed.raw, devices)
@@ -470,6 +471,10 @@ class PartitionScoring:
 
     def reset(self) -> None:
         self._stages.clear()  # a partition that comes back is read from its file again
+
+    def forget(self, ids: set[str]) -> None:
+        for stage, _ in self._stages.values():
+            stage.forget(ids)
 
 
 def _serve_collector(app: faust.App, settings: Settings) -> None:

@@ -100,6 +100,10 @@ class PeopleStage:
                 self.paths.merge(change.old_person_id, change.new_person_id)
                 self.churn.merge(change.old_person_id, change.new_person_id)
                 self.retention.merge(change.old_person_id, change.new_person_id)
+        if row.consent.get("marketing", True):  # alerts are marketing: the person's latest consent decides
+            self._marketing_denied.discard(person)
+        else:
+            self._marketing_denied.add(person)
         device = row.device_key
         if self._session_of.get(device) != row.session_id:
             self._session_of[device] = row.session_id
@@ -111,7 +115,8 @@ class PeopleStage:
                 person, conversion_id=row.order_id, revenue=row.revenue, currency=row.currency, at=row.event_at
             )
             values, alerts = self.value(dataclasses.replace(row, person_id=person))
-            update.values, update.alerts = values, alerts
+            update.values = values
+            update.alerts = [a for a in alerts if a.person_id not in self._marketing_denied]
         self._churn(row if row.person_id == person else dataclasses.replace(row, person_id=person), update)
         if self._expired_at is None or row.event_at - self._expired_at >= _EXPIRE_EVERY:
             self.paths.expire(row.event_at)
@@ -120,10 +125,6 @@ class PeopleStage:
 
     def _churn(self, row: EventRow, update: PeopleUpdate) -> None:
         """Churn risk of customers; a retention action when it crosses the threshold, where marketing is allowed."""
-        if row.consent.get("marketing", True):
-            self._marketing_denied.discard(row.person_id)
-        else:
-            self._marketing_denied.add(row.person_id)
         snapshot = self.churn.observe(row)
         snapshots = self.churn.advance(row.event_at).snapshots
         if snapshot is not None:

@@ -137,6 +137,12 @@ class ScoringStage:
             self._alerted.pop(record.session_id, None)
         update.metrics.extend(self.learner.drain_metrics())
 
+    def forget(self, ids: set[str]) -> None:
+        """Erasure: drop the open sessions of these persons (their snapshots are about them)."""
+        pending = self.learner.pending
+        for session_id in [sid for sid, session in pending.items() if session.person_id in ids]:
+            del pending[session_id]
+
     def _bot_check(self, row: EventRow, snapshot: dict[str, float], update: ScoringUpdate) -> bool:
         session = row.session_id
         if session in self.bots.flagged:

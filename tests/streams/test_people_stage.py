@@ -103,3 +103,19 @@ def test_checkpoint_round_trip_keeps_what_the_stage_learned(tmp_path: Path) -> N
         )
     assert restored.people.identity.assignment() == first.people.identity.assignment()
     assert PeopleCheckpoint(tmp_path / "missing.pickle").restore(Pipeline(Settings())) == -1
+
+
+def test_marketing_denied_people_get_no_alerts() -> None:
+    allowed, denied = PeopleStage(Settings()), PeopleStage(Settings())
+    rows = [  # enough customers (100) for the detector's top share to mean something
+        dataclasses.replace(
+            EXAMPLE_ROW, message_id=f"m{i}", order_id=f"o{i}", anonymous_id=f"d{i % 100}", person_id=f"d{i % 100}",
+            session_id=f"s{i}", revenue=20.0 + (i % 100) * 3, event_at=EXAMPLE_ROW.event_at + timedelta(hours=5 * i),
+        )
+        for i in range(600)
+    ]  # fmt: skip
+    alerts = run(allowed, rows).alerts
+    refused = run(denied, [dataclasses.replace(r, consent={"analytics": True, "marketing": False}) for r in rows])
+    assert alerts  # the control: the same orders raise high-value alerts when marketing is allowed
+    assert refused.alerts == []
+    assert len(refused.values) == len(run(PeopleStage(Settings()), rows).values)  # value itself is analytics
