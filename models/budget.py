@@ -379,7 +379,9 @@ class _Curves:
 
 def _water_fill(curves: _Curves, lo: FloatArray, hi: FloatArray, total: float) -> tuple[float, FloatArray]:
     top = float(curves.marginal(lo).max())
-    if top <= 0 or hi.sum() - lo.sum() <= _TINY:
+    # A marginal return so small that a millionth of a billionth of it underflows (a subnormal float) is
+    # no return at all: the log-price search below could not even represent its bracket.
+    if top * 1e-15 <= 0 or hi.sum() - lo.sum() <= _TINY:
         return 0.0, _mix(lo, hi, total)
     cheap, dear = math.log(top * 1e-15), math.log(top * (1 + 1e-9))  # log prices: spend(dear) = lo
     at_cheap = curves.spend_at(math.exp(cheap), lo, hi)

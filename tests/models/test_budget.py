@@ -349,3 +349,10 @@ def test_recommendation_columns() -> None:
         "reason", "computed_at", "model_version", "schema_version",
     )  # fmt: skip
     assert BudgetRecommendation.from_json(EXAMPLE_RECOMMENDATION.to_json()) == EXAMPLE_RECOMMENDATION
+
+
+def test_a_vanishingly_small_curve_is_treated_as_flat() -> None:
+    """Found by hypothesis: a subnormal scale made the price bracket underflow (math domain error)."""
+    curves = {"c0": ResponseCurve.log(scale=0.0, bend=1.0), "c1": ResponseCurve.log(scale=2.2250738585e-313, bend=1.0)}
+    result = allocate(curves, total_budget=1.0, current={"c0": 0.0, "c1": 1.0})
+    assert sum(result.spend.values()) == pytest.approx(1.0)
