@@ -222,18 +222,23 @@ MIGRATIONS = (
             ORDER BY (user_id, other_user_id)
             SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
             """,
-            # The current person of every device and account: the latest link that names it. A split moves
-            # devices away; ``person_changes`` records that, and the later link wins here.
+            # The current person of every device and account: the latest link that names it or change that
+            # moved it (a merge or a split); at the same instant, a change wins over a link.
             """
             CREATE VIEW IF NOT EXISTS persons AS
-            SELECT id, argMax(person_id, linked_at) AS person_id, max(linked_at) AS updated_at
+            SELECT id, argMax(person_id, (at, rank)) AS person_id, max(at) AS updated_at
             FROM (
-                SELECT anonymous_id AS id, person_id, linked_at FROM identity_links WHERE anonymous_id != ''
+                SELECT anonymous_id AS id, person_id, linked_at AS at, 0 AS rank FROM identity_links
+                WHERE anonymous_id != ''
                 UNION ALL
-                SELECT other_anonymous_id AS id, person_id, linked_at FROM identity_links
+                SELECT other_anonymous_id AS id, person_id, linked_at AS at, 0 AS rank FROM identity_links
                 WHERE other_anonymous_id != ''
                 UNION ALL
-                SELECT user_id AS id, person_id, linked_at FROM identity_links WHERE user_id != ''
+                SELECT user_id AS id, person_id, linked_at AS at, 0 AS rank FROM identity_links WHERE user_id != ''
+                UNION ALL
+                SELECT arrayJoin(arrayConcat(anonymous_ids, user_ids)) AS id, new_person_id AS person_id,
+                       changed_at AS at, 1 AS rank
+                FROM person_changes
             )
             GROUP BY id
             """,

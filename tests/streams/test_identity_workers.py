@@ -58,6 +58,6 @@ def test_two_workers_assign_the_same_persons_as_one(kafka_bootstrap: str, tmp_pa
             assignment.update(persons(env["REVSTREAM_CLICKHOUSE_DSN"]))
         results.append(assignment)
     one, two = results
-    assert len(one) > 100
+    assert len(one) > 30  # ids that some link names (unlinked devices are their own person)
     assert len(set(one.values())) < len(one)  # some devices and accounts were joined
     assert two == one
