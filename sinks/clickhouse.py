@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
@@ -45,6 +46,10 @@ from schemas.value import CUSTOMER_VALUE_COLUMNS, HIGH_VALUE_ALERT_COLUMNS
 from sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE, RETENTION
 
 log = structlog.get_logger(__name__)
+
+# Check-then-insert must be atomic per process: when Faust cancels an agent (a rebalance), the insert its
+# thread was running still completes, possibly after the restarted agent's check; the lock orders the two.
+_CHECKED_INSERTS = threading.Lock()
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": EVENT_COLUMNS,
@@ -276,6 +281,29 @@ class ClickHouseSink:
             {"days": days, "ids": ids},
         )
         return {r[0] for r in result.result_rows}
+
+    def insert_absent(
+        self, table: str, rows: Sequence[Any], *, key: str, token: str, check: Sequence[Any] | None = None
+    ) -> list[Any]:
+        """Insert the ``rows`` whose ``key`` (``message_id`` or ``source``) ``table`` does not hold yet.
+
+        Only ``check`` (default: all ``rows``) is looked up; the rest is inserted as is. Check and insert
+        happen under one process-wide lock. Returns the rows inserted.
+        """
+        with _CHECKED_INSERTS:
+            candidates = rows if check is None else check
+            if not candidates:
+                stored: set[str] = set()
+            elif key == "message_id":
+                stored = self.stored_message_ids(table, candidates)
+            else:
+                values = [getattr(r, key) for r in candidates]
+                result = self.query(f"SELECT {key} FROM {table} WHERE {key} IN %(v)s", {"v": values})  # noqa: S608
+                stored = {r[0] for r in result.result_rows}
+            fresh = [r for r in rows if getattr(r, key) not in stored]
+            if fresh:
+                self.insert(table, fresh, token=token)
+            return fresh
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         try:

@@ -23,6 +23,7 @@ import pickle
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -262,14 +263,19 @@ async def _sessionize_loop(
                     tables.add(event.message, out)
                     producer.produce(valid_name, key=out.device_key.encode(), value=out.to_json())
             for partition, rows, offsets, token in tables.inserts(parsed_name):
-                fresh = await unstored.filter(sink, partition, rows, pipeline.beyond_dedupe_window(rows, devices))
+                late = pipeline.beyond_dedupe_window(rows, devices)
+                fresh, checked = await unstored.filter(sink, partition, rows, late)
                 features.partition = partition
                 scored = await _score_partition(
                     scoring, partition=partition, rows=rows, offsets=offsets, fresh=fresh, features=features
                 )
                 for table, records in scored.tables().items():
                     await _insert_retrying(sink, table, records, f"{token}:{table}")
-                await _insert_retrying(sink, "events", list(fresh), token)
+                # Checked again under the insert lock when it was checked at all (see insert_absent).
+                store = partial(
+                    sink.insert_absent, "events", fresh, key="message_id", token=token, check=fresh if checked else []
+                )
+                await _retrying(store, table="events", token=token)
                 await asyncio.to_thread(scoring.save, partition, offsets[-1])
                 _publish_scored(producer, scored, alerts=alerts_name, scores=scores_name)
             await _insert_retrying(
@@ -574,14 +580,9 @@ async def _failed_loop(stream: faust.Stream[bytes], *, settings: Settings, topic
                 # An input's failure can be published twice (ingest re-runs a batch after a crash) at two
                 # offsets; ``source`` names the input, so one already stored is not stored again. Failures
                 # are rare, so checking every batch costs little.
-                stored = await asyncio.to_thread(
-                    sink.query, "SELECT source FROM failed_events WHERE source IN %(s)s", {"s": list(rows)}
-                )
-                known = {r[0] for r in stored.result_rows}
-                fresh: list[object] = [f for src, f in rows.items() if src not in known]
                 token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
-                if fresh:
-                    await _insert_retrying(sink, "failed_events", fresh, token)
+                store = partial(sink.insert_absent, "failed_events", list(rows.values()), key="source", token=token)
+                await _retrying(store, table="failed_events", token=token)
     finally:
         await asyncio.to_thread(sink.close)
 
@@ -603,19 +604,19 @@ class UnstoredRows:
 
     async def filter(
         self, sink: ClickHouseSink, partition: int, rows: list[EventRow], late: list[EventRow]
-    ) -> list[EventRow]:
-        """``rows`` without those already stored; ``late`` (older than their device's dedupe memory, see
-        :meth:`Pipeline.beyond_dedupe_window`) are always checked."""
+    ) -> tuple[list[EventRow], bool]:
+        """``rows`` without those already stored, and whether any was looked up; ``late`` (older than their
+        device's dedupe memory, see :meth:`Pipeline.beyond_dedupe_window`) are always checked."""
         replaying = self.checking.get(partition, True)
         check = rows if replaying else late
         if not check:
-            return rows
+            return rows, False
         stored = await asyncio.to_thread(sink.stored_message_ids, "events", check)
         if replaying and rows[-1].message_id not in stored:
             self.checking[partition] = False
         if stored:
             log.info("rows already stored", partition=partition, rows=len(stored))
-        return [r for r in rows if r.message_id not in stored]
+        return [r for r in rows if r.message_id not in stored], True
 
 
 class _PartitionTables:
@@ -637,11 +638,15 @@ class _PartitionTables:
 
 async def _insert_retrying(sink: ClickHouseSink, table: str, rows: list[object], token: str) -> None:
     """Insert until it succeeds: never ack what is not stored; a retry carries the same token."""
-    if not rows:
-        return
+    if rows:
+        await _retrying(lambda: sink.insert(table, rows, token=token), table=table, token=token)
+
+
+async def _retrying(write: Callable[[], object], *, table: str, token: str) -> None:
+    """Run ``write`` in a thread until it succeeds (backing off on :class:`SinkError`)."""
     while True:
         try:
-            await asyncio.to_thread(sink.insert, table, rows, token=token)
+            await asyncio.to_thread(write)
         except SinkError as e:
             delay = e.retry_after or 5.0
             log.warning("warehouse insert failed; retrying", table=table, token=token, error=str(e), delay=delay)
