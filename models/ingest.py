@@ -27,6 +27,7 @@ event joins whichever of the device's recent sessions it falls within (``session
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -270,6 +271,55 @@ class DeviceState:
         )
 
 
+def duplicate(row: EventRow, raw: bytes | str, *, first_seen_at: str) -> FailedEvent:
+    """The failure for ``row``, a second input with the ``messageId`` first seen at ``first_seen_at``."""
+    return FailedEvent(
+        message_id=row.message_id,
+        stage="dedupe",
+        error=f"duplicate messageId, first seen at {first_seen_at}",
+        raw=raw.encode() if isinstance(raw, str) else raw,
+        source=row.source,
+        received_at=row.received_at,
+    )
+
+
+def settle_late(
+    late: Sequence[tuple[EventRow, bytes | str]],
+    stored: Mapping[str, str],
+    devices: MutableMapping[str, DeviceState] | None = None,
+) -> tuple[list[EventRow], list[FailedEvent]]:
+    """Late rows (older than their device's dedupe memory) against the warehouse's ``message_id -> source``.
+
+    A row the warehouse does not hold is new; one it holds from the same source is a replay of that very
+    input (dropped: its effects were made); one it holds from another source is a duplicate, failed as the
+    device would have failed it had it still remembered the id. ``stored`` should include the rows of the
+    batch not yet inserted. The device memory in ``devices`` learns where a duplicate's id was first seen,
+    so a third copy is failed with the same reason.
+
+    >>> from dataclasses import replace
+    >>> from schemas.records import EXAMPLE_ROW as row
+    >>> new, again, resent = row, replace(row, message_id="m2"), replace(row, message_id="m3", source="f:9")
+    >>> kept, failed = settle_late([(new, b""), (again, b""), (resent, b"{}")], {"m2": "file:1", "m3": "f:2"})
+    >>> [r.message_id for r in kept], [(f.message_id, f.error) for f in failed]
+    (['m1'], [('m3', 'duplicate messageId, first seen at f:2')])
+    """
+    kept: list[EventRow] = []
+    failed: list[FailedEvent] = []
+    seen = dict(stored)
+    for row, raw in late:
+        source = seen.get(row.message_id)
+        if source is None:
+            kept.append(row)
+            seen[row.message_id] = row.source  # a second late copy in the same batch is a duplicate too
+        elif source != row.source:
+            failed.append(duplicate(row, raw, first_seen_at=source))
+            state = devices.get(row.device_key) if devices is not None else None
+            if devices is not None and state is not None and row.message_id in state.seen:
+                state.seen[row.message_id] = (source, state.seen[row.message_id][1])
+                devices[row.device_key] = state  # reassigned so a Faust table writes its changelog
+    return kept, failed
+
+
 class Sessionizer:
     """Stage 2: apply consent, de-duplicate on ``messageId``, assign ``session_id`` and the session's channel.
 
@@ -311,15 +361,7 @@ class Sessionizer:
         if first is not None and first[0] == row.source:
             return state, None
         if first is not None:
-            failed = FailedEvent(
-                message_id=row.message_id,
-                stage="dedupe",
-                error=f"duplicate messageId, first seen at {first[0]}",
-                raw=raw.encode() if isinstance(raw, str) else raw,
-                source=row.source,
-                received_at=row.received_at,
-            )
-            return state, failed
+            return state, duplicate(row, raw, first_seen_at=first[0])
         state.seen[row.message_id] = (row.source, at_ms)
         self._expire(state, at_ms)
         span = self._session_for(row, at_ms, state)

@@ -21,7 +21,7 @@ import fcntl
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from contextlib import closing
 from operator import attrgetter
 from pathlib import Path
@@ -266,21 +266,23 @@ class ClickHouseSink:
             msg = f"query failed: {_first_line(e)}"
             raise SinkError(msg) from e
 
-    def stored_message_ids(self, table: str, rows: Sequence[Any]) -> set[str]:
-        """Which of ``rows`` (with ``message_id`` and ``event_at``) are already in ``table``.
+    def stored_message_ids(self, table: str, rows: Sequence[Any]) -> dict[str, str]:
+        """Which of ``rows`` (with ``message_id`` and ``event_at``) are already in ``table``, with the
+        ``source`` of the input each was stored from.
 
         Filtering on the day first lets ClickHouse skip the parts of other days (the tables are ordered
         by day, then message id).
         """
         if not rows:
-            return set()
+            return {}
         days = sorted({r.event_at.date() for r in rows})
         ids = [r.message_id for r in rows]
         result = self.query(
-            f"SELECT message_id FROM {table} WHERE toDate(event_at) IN %(days)s AND message_id IN %(ids)s",  # noqa: S608
+            f"SELECT message_id, any(source) FROM {table}"  # noqa: S608
+            " WHERE toDate(event_at) IN %(days)s AND message_id IN %(ids)s GROUP BY message_id",
             {"days": days, "ids": ids},
         )
-        return {r[0] for r in result.result_rows}
+        return {r[0]: r[1] for r in result.result_rows}
 
     def insert_absent(
         self, table: str, rows: Sequence[Any], *, key: str, token: str, check: Sequence[Any] | None = None
@@ -292,8 +294,9 @@ class ClickHouseSink:
         """
         with _CHECKED_INSERTS:
             candidates = rows if check is None else check
+            stored: Container[str]
             if not candidates:
-                stored: set[str] = set()
+                stored = ()
             elif key == "message_id":
                 stored = self.stored_message_ids(table, candidates)
             else:

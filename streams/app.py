@@ -17,6 +17,7 @@ partition and offset range it came from.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import pickle
@@ -33,7 +34,7 @@ import orjson
 import structlog
 from faust.serializers import codecs
 
-from models.ingest import DeviceState
+from models.ingest import DeviceState, settle_late
 from models.privacy import truncate_ip
 from models.scoring import DeviceFeatures
 from schemas.errors import SinkError
@@ -238,8 +239,7 @@ async def _sessionize_loop(
     try:
         async for batch in stream.take_events(settings.batch_size, within=settings.linger_ms / 1000):
             producer = outputs.producer()
-            tables = _PartitionTables()
-            refused: Counter[tuple[date, str]] = Counter()
+            out = _SessionizedBatch(producer, outputs, people_topic=people_name, valid_topic=valid_name)
             for event in batch:
                 devices.partition = event.message.partition
                 if event.value.startswith(ERASE_MARKER):
@@ -250,21 +250,14 @@ async def _sessionize_loop(
                     scoring.forget(set(marker.ids))
                     continue
                 parsed = ParsedEvent.from_json(event.value)
-                out = pipeline.sessionize(parsed.row, parsed.raw, devices)
-                if out is None:  # a replay of an input whose effects were all made before its state was saved
-                    continue
-                if isinstance(out, FailedEvent):
-                    outputs.fail(out)
-                elif isinstance(out, Refused):
-                    refused[out.event_at.date(), out.purpose] += 1
-                else:
-                    producer.produce(people_name, key=None, value=out.to_json())
-                    out.ip = truncate_ip(out.ip)
-                    tables.add(event.message, out)
-                    producer.produce(valid_name, key=out.device_key.encode(), value=out.to_json())
+                row = pipeline.sessionize(parsed.row, parsed.raw, devices)
+                out.add(
+                    event.message, row, parsed.raw, late=isinstance(row, EventRow) and pipeline.is_late(row, devices)
+                )
+            await out.settle_late(sink, devices)
+            tables, refused = out.tables, out.refused
             for partition, rows, offsets, token in tables.inserts(parsed_name):
-                late = pipeline.beyond_dedupe_window(rows, devices)
-                fresh, checked = await unstored.filter(sink, partition, rows, late)
+                fresh, checked = await unstored.filter(sink, partition, rows)
                 features.partition = partition
                 scored = await _score_partition(
                     scoring, partition=partition, rows=rows, offsets=offsets, fresh=fresh, features=features
@@ -287,6 +280,54 @@ async def _sessionize_loop(
             devices.send_changelog()
     finally:
         await asyncio.to_thread(sink.close)
+
+
+class _SessionizedBatch:
+    """What a sessionize batch produced, before it is stored: valid rows by partition (also published to
+    ``people`` with the full IP, and to ``events``), refusals by day and purpose, and late rows to settle."""
+
+    def __init__(self, producer: OutputProducer, outputs: _Outputs, *, people_topic: str, valid_topic: str) -> None:
+        self.producer = producer
+        self.outputs = outputs
+        self.people_topic = people_topic
+        self.valid_topic = valid_topic
+        self.tables = _PartitionTables()
+        self.refused: Counter[tuple[date, str]] = Counter()
+        self.late: list[tuple[Any, EventRow, bytes | str]] = []
+
+    def add(self, message: Any, out: EventRow | FailedEvent | Refused | None, raw: bytes | str, *, late: bool) -> None:
+        if out is None:  # a replay of an input whose effects were all made before its state was saved
+            return
+        if isinstance(out, FailedEvent):
+            self.outputs.fail(out)
+        elif isinstance(out, Refused):
+            self.refused[out.event_at.date(), out.purpose] += 1
+        elif late:  # settled against the warehouse at the end of the batch
+            self.late.append((message, out, raw))
+        else:
+            self._accept(message, out)
+
+    def _accept(self, message: Any, row: EventRow) -> None:
+        self.producer.produce(self.people_topic, key=None, value=row.to_json())
+        row.ip = truncate_ip(row.ip)  # identity has used the full address; storage gets the network
+        self.tables.add(message, row)
+        self.producer.produce(self.valid_topic, key=row.device_key.encode(), value=row.to_json())
+
+    async def settle_late(self, sink: ClickHouseSink, devices: MutableMapping[str, DeviceState]) -> None:
+        """Accept the late rows that are new and fail the duplicates (see :func:`settle_late`)."""
+        if not self.late:
+            return
+        rows = [row for _, row, _ in self.late]
+        stored = await asyncio.to_thread(sink.stored_message_ids, "events", rows)
+        kept, duplicates = settle_late(
+            [(row, raw) for _, row, raw in self.late], self.tables.sources(rows) | stored, devices
+        )
+        message_of = {id(row): message for message, row, _ in self.late}
+        for row in kept:
+            self._accept(message_of[id(row)], row)
+        for failed in duplicates:
+            self.outputs.fail(failed)
+        self.late.clear()
 
 
 async def _score_partition(
@@ -602,17 +643,12 @@ class UnstoredRows:
     def reset(self) -> None:
         self.checking.clear()
 
-    async def filter(
-        self, sink: ClickHouseSink, partition: int, rows: list[EventRow], late: list[EventRow]
-    ) -> tuple[list[EventRow], bool]:
-        """``rows`` without those already stored, and whether any was looked up; ``late`` (older than their
-        device's dedupe memory, see :meth:`Pipeline.beyond_dedupe_window`) are always checked."""
-        replaying = self.checking.get(partition, True)
-        check = rows if replaying else late
-        if not check:
+    async def filter(self, sink: ClickHouseSink, partition: int, rows: list[EventRow]) -> tuple[list[EventRow], bool]:
+        """``rows`` without those already stored, and whether any was looked up."""
+        if not self.checking.get(partition, True):
             return rows, False
-        stored = await asyncio.to_thread(sink.stored_message_ids, "events", check)
-        if replaying and rows[-1].message_id not in stored:
+        stored = await asyncio.to_thread(sink.stored_message_ids, "events", rows)
+        if rows[-1].message_id not in stored:
             self.checking[partition] = False
         if stored:
             log.info("rows already stored", partition=partition, rows=len(stored))
@@ -630,10 +666,23 @@ class _PartitionTables:
         offsets.append(message.offset)
         rows.append(row)
 
+    def sources(self, rows: list[EventRow]) -> dict[str, str]:
+        """``message_id -> source`` of the rows added so far that share an id with ``rows``."""
+        ids = {r.message_id for r in rows}
+        return {r.message_id: r.source for _, group in self._groups.values() for r in group if r.message_id in ids}
+
     def inserts(self, topic: str) -> Iterator[tuple[int, list[EventRow], list[int], str]]:
-        """``(partition, rows, offsets, token)``; the token names the rows' input offset range."""
+        """``(partition, rows, offsets, token)`` in offset order; the token names the rows' input offset range."""
         for partition, (offsets, rows) in self._groups.items():
-            yield partition, rows, offsets, f"{topic}:{partition}:{offsets[0]}-{offsets[-1]}"
+            order: Sequence[int] = range(len(offsets))
+            if any(a > b for a, b in itertools.pairwise(offsets)):  # late rows were settled after the rest
+                order = sorted(order, key=offsets.__getitem__)
+            yield (
+                partition,
+                [rows[i] for i in order],
+                [offsets[i] for i in order],
+                f"{topic}:{partition}:{min(offsets)}-{max(offsets)}",
+            )
 
 
 async def _insert_retrying(sink: ClickHouseSink, table: str, rows: list[object], token: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import BinaryIO
 
-from models.ingest import DeviceState
+from models.ingest import DeviceState, settle_late
 from models.privacy import truncate_ip
 from models.scoring import DeviceFeatures
 from schemas.privacy import ConsentRefusalRow
@@ -82,13 +82,10 @@ class EmbeddedRunner:
     def _run(self, inputs: Iterable[tuple[str, bytes]], progress: Callable[[int], None] | None) -> RunSummary:
         self._end = False
         summary = RunSummary()
-        parse, sessionize, people, devices = (
-            self.pipeline.parse,
-            self.pipeline.sessionize,
-            self.pipeline.people.process,
-            self.devices,
-        )
+        parse, sessionize, devices = self.pipeline.parse, self.pipeline.sessionize, self.devices
+        is_late = self.pipeline.is_late
         valid: list[EventRow] = []
+        late: list[tuple[EventRow, bytes]] = []
         failed: list[FailedEvent] = []
         refused: Counter[tuple[date, str]] = Counter()
         first = last = ""
@@ -107,17 +104,13 @@ class EmbeddedRunner:
                 summary.refused[out.purpose] += 1
             elif out is None:  # the same input twice: done the first time
                 summary.valid += 1
+            elif is_late(out, devices):  # settled against the warehouse at the flush
+                late.append((out, carried))
             else:
-                update = people(out)
-                out.ip = truncate_ip(out.ip)  # identity has used the full address; storage gets the network
-                valid.append(out)
-                summary.valid += 1
-                for table, rows in update.tables().items():
-                    if rows:
-                        self.sink.write(table, rows)
-                summary.alerts += len(update.alerts)
+                self._accept(out, valid, summary)
             summary.inputs += 1
             if summary.inputs % self.batch_size == 0:
+                self._settle(late, valid, failed, summary)
                 self._flush(valid, failed, refused, first, last)
                 first = ""
                 if progress is not None:
@@ -125,10 +118,40 @@ class EmbeddedRunner:
         # End of input: every open session is over, so it is labelled and written too.
         self._end = True
         if first:
+            self._settle(late, valid, failed, summary)
             self._flush(valid, failed, refused, first, last)
             if progress is not None:
                 progress(summary.inputs % self.batch_size)
         return summary
+
+    def _accept(self, row: EventRow, valid: list[EventRow], summary: RunSummary) -> None:
+        """A new valid row: the person-level stage, then the batch (with its IP truncated)."""
+        update = self.pipeline.people.process(row)
+        row.ip = truncate_ip(row.ip)  # identity has used the full address; storage gets the network
+        valid.append(row)
+        summary.valid += 1
+        for table, rows in update.tables().items():
+            if rows:
+                self.sink.write(table, rows)
+        summary.alerts += len(update.alerts)
+
+    def _settle(
+        self, late: list[tuple[EventRow, bytes]], valid: list[EventRow], failed: list[FailedEvent], summary: RunSummary
+    ) -> None:
+        """Resends too old for the device's memory: the warehouse says whether each is new (see :func:`settle_late`)."""
+        if not late:
+            return
+        ids = {row.message_id for row, _ in late}
+        pending = {r.message_id: r.source for r in valid if r.message_id in ids}
+        kept, duplicates = settle_late(
+            late, pending | self.sink.stored_message_ids("events", [r for r, _ in late]), self.devices
+        )
+        for row in kept:
+            self._accept(row, valid, summary)
+        failed += duplicates
+        summary.failed["dedupe"] += len(duplicates)
+        summary.valid += len(late) - len(kept) - len(duplicates)  # replays of stored inputs
+        late.clear()
 
     def _flush(
         self,
@@ -138,10 +161,6 @@ class EmbeddedRunner:
         first: str,
         last: str,
     ) -> None:
-        late = self.pipeline.beyond_dedupe_window(valid, self.devices)
-        if late:  # resent long after: the device no longer remembers the id, the warehouse does
-            known = self.sink.stored_message_ids("events", late)
-            valid[:] = [r for r in valid if r.message_id not in known]
         scored = self.scoring.process_batch(valid, self.features, clock=self.clock)
         if self._end:
             self.scoring.expire(datetime.max.replace(tzinfo=UTC), scored)

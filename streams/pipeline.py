@@ -88,16 +88,11 @@ class Pipeline:
         devices[key] = state  # reassigned so a Faust table writes its changelog
         return out
 
-    def beyond_dedupe_window(self, rows: list[EventRow], devices: Mapping[str, DeviceState]) -> list[EventRow]:
-        """Rows older than their device's dedupe memory: a resend of one of them would not be recognised
-        there, so the runners look these few up in the warehouse before inserting."""
-        window = self._sessionize.dedupe_window
-        late = []
-        for row in rows:
-            state = devices.get(row.device_key)
-            if state is not None and row.event_at < state.latest_at - window:
-                late.append(row)
-        return late
+    def is_late(self, row: EventRow, devices: Mapping[str, DeviceState]) -> bool:
+        """Whether a sessionized ``row`` is older than its device's dedupe memory: a resend of it would not be
+        recognised there, so the runners settle these few against the warehouse (:func:`settle_late`)."""
+        state = devices.get(row.device_key)
+        return state is not None and row.event_at < state.latest_at - self._sessionize.dedupe_window
 
     def _names_erased(self, raw: bytes) -> bool:
         subject = self.pii.subject

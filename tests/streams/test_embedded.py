@@ -120,3 +120,27 @@ def test_consent_refuses_analytics_denied_people_and_counts_them(warehouse_dsn: 
     assert summary.refused["analytics"] == counted[0][0] > 0
     assert summary.inputs == summary.valid + summary.failed_total + summary.refused["analytics"]
     assert consent_column == [(["analytics", "marketing", "personalisation"],)]
+
+
+def _at(day: int) -> dict[str, str]:
+    stamp = f"2026-11-{day:02d}T10:00:00.000Z"
+    return {"timestamp": stamp, "sentAt": stamp, "receivedAt": stamp}
+
+
+def test_a_resend_older_than_the_device_memory_is_recorded_as_a_duplicate(warehouse_dsn: str) -> None:
+    """The device forgets ids after its 7-day dedupe window; the warehouse settles resends older than that."""
+    old = segment(messageId="old", **_at(1))
+    later = [segment(messageId=f"later{i}", **_at(12)) for i in range(4)]
+    resent = segment(messageId="old", **{**_at(12), "timestamp": "2026-11-01T10:00:00.000Z"})  # sent again
+    new_but_late = segment(messageId="late-new", **_at(2))
+    # batches of 3: the original is stored two batches before its resend; the last batch holds two resends
+    data = b"\n".join([old, *later, resent, new_but_late, resent])
+    events, unique, failed = run(warehouse_dsn, data, batch_size=3)
+    with ClickHouseSink(dsn=warehouse_dsn) as sink:
+        rows = sink.query("SELECT message_id, source, error FROM failed_events ORDER BY source").result_rows
+    assert (events, unique) == (6, 6)
+    assert rows == [
+        ("old", "input:6", "duplicate messageId, first seen at input:1"),
+        ("old", "input:8", "duplicate messageId, first seen at input:1"),
+    ]
+    assert failed == 2
