@@ -466,6 +466,103 @@ MIGRATIONS = (
     ),
 )
 
+# Journeys: views over ``events``, computed when queried. A session's path is its landing (the first
+# event) followed by the funnel steps it reached, in time order, consecutive repeats collapsed: product
+# (Product Viewed), cart (Product Added), checkout (Checkout Started), order (Order Completed). Funnel and
+# transition counts are given per device type x channel and rolled up to 'all' of either or both.
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        7,
+        "journey views",
+        (
+            """
+            CREATE VIEW IF NOT EXISTS journey_sessions AS
+            SELECT
+                session_id,
+                min(event_at) AS started_at,
+                toDate(started_at) AS day,
+                argMin(device_type, event_at) AS device_type,
+                argMin(channel, event_at) AS channel,
+                arrayPushFront(arrayCompact(arrayMap(p -> p.2, arraySort(groupArrayIf((event_at, step), step > 1)))), 1)
+                    AS path,
+                arrayMax(path) AS deepest
+            FROM (
+                SELECT session_id, event_at, device_type, channel,
+                       multiIf(event = 'Product Viewed', 2, event = 'Product Added', 3, event = 'Checkout Started', 4,
+                               event = 'Order Completed', 5, 0) AS step
+                FROM events WHERE session_id != ''
+            )
+            GROUP BY session_id
+            """,
+            """
+            CREATE VIEW IF NOT EXISTS journey_funnel AS
+            SELECT day, device_type, channel, count() AS sessions, countIf(deepest >= 2) AS product,
+                   countIf(deepest >= 3) AS cart, countIf(deepest >= 4) AS checkout, countIf(deepest >= 5) AS orders
+            FROM (
+                SELECT day, deepest, segment.1 AS device_type, segment.2 AS channel
+                FROM (
+                    SELECT day, deepest,
+                           arrayJoin([(device_type, channel), (device_type, 'all'), ('all', channel), ('all', 'all')])
+                               AS segment
+                    FROM journey_sessions
+                )
+            )
+            GROUP BY day, device_type, channel
+            """,
+            """
+            CREATE VIEW IF NOT EXISTS journey_transitions AS
+            SELECT day, segment.1 AS device_type, segment.2 AS channel,
+                   ['landing', 'product', 'cart', 'checkout', 'order'][from_code] AS from_step,
+                   ['landing', 'product', 'cart', 'checkout', 'order', 'exit'][if(to_code = 0, 6, to_code)] AS to_step,
+                   count() AS sessions
+            FROM (
+                SELECT day, from_code, to_code,
+                       arrayJoin([(device_type, channel), (device_type, 'all'), ('all', channel), ('all', 'all')])
+                           AS segment
+                FROM journey_sessions
+                ARRAY JOIN path AS from_code, arrayPushBack(arrayPopFront(path), 0) AS to_code
+            )
+            GROUP BY day, device_type, channel, from_step, to_step
+            """,
+            # Each step's drop-off (sessions that reached it and went no deeper) against its own baseline, the
+            # same segment's previous 7 days; lost_sessions = entered x (drop-off - baseline drop-off) is what the
+            # step cost today, and the step losing most is the segment's bottleneck of the day.
+            """
+            CREATE VIEW IF NOT EXISTS journey_steps AS
+            WITH
+                steps AS (
+                    SELECT day, device_type, channel, step, step_index, entered, continued
+                    FROM journey_funnel
+                    ARRAY JOIN ['landing', 'product', 'cart', 'checkout'] AS step, [1, 2, 3, 4] AS step_index,
+                               [sessions, product, cart, checkout] AS entered,
+                               [product, cart, checkout, orders] AS continued
+                ),
+                based AS (
+                    SELECT *, sum(entered) OVER w AS baseline_entered, sum(continued) OVER w AS baseline_continued
+                    FROM steps
+                    WINDOW w AS (PARTITION BY device_type, channel, step ORDER BY day
+                                 RANGE BETWEEN 7 PRECEDING AND 1 PRECEDING)
+                ),
+                scored AS (
+                    SELECT day, device_type, channel, step, step_index, entered, continued,
+                           if(entered > 0, 1 - continued / entered, NULL) AS drop_off,
+                           if(baseline_entered > 0, 1 - baseline_continued / baseline_entered, NULL)
+                               AS baseline_drop_off,
+                           baseline_entered,
+                           if(entered > 0 AND baseline_entered > 0, entered * (drop_off - baseline_drop_off), 0)
+                               AS lost_sessions
+                    FROM based
+                )
+            SELECT *,
+                   lost_sessions > 0
+                   AND lost_sessions = max(lost_sessions) OVER (PARTITION BY day, device_type, channel) AS is_bottleneck
+            FROM scored
+            """,
+        ),
+    ),
+)
+
 # Retention (``ALTER TABLE ... MODIFY TTL``, set from settings at every start): table -> time column and
 # which setting bounds it. ``erasure_log`` is kept: it is what stops an erased id from coming back.
 RETENTION: dict[str, tuple[str, str]] = {

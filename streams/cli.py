@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from schemas.errors import ConfigError, RevstreamError
 from streams.logs import configure
@@ -44,6 +45,14 @@ def _rate(text: str) -> float:
         msg = f"expected a number between 0 and 1, got {value}"
         raise argparse.ArgumentTypeError(msg)
     return value
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        msg = f"expected a date as YYYY-MM-DD, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _money(text: str) -> float:
@@ -155,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--days", type=_positive_int, default=90, help="sessions of the last N days (default 90)")
     train.add_argument("--min-sessions", type=_positive_int, default=500, help="refuse with fewer (default 500)")
     train.add_argument("--rounds", type=_positive_int, default=300, help="boosting rounds (default 300)")
+    _add_marketing_commands(sub, common)
+    sub.add_parser("migrate", parents=[common], help="create or upgrade the warehouse tables")
+    sub.add_parser("topics", parents=[common], help="create the Kafka topics with the configured partitions")
+    return parser
+
+
+def _add_marketing_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """spend, budget and journeys: what marketers run against the warehouse."""
     spend = sub.add_parser("spend", parents=[common], help="load marketing spend (NDJSON) into the warehouse",
                            description="Load marketing spend records (one JSON object a line: date, channel, "
                            "campaign, cost, currency, impressions, clicks) into marketing_spend. Invalid lines "
@@ -177,9 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--set", action="append", type=_channel_amount, default=[], metavar="CHANNEL=AMOUNT",
                         help="a manual override the allocator keeps exactly (repeatable)")  # fmt: skip
     budget.add_argument("--currency", default="USD", help="currency of the amounts (default USD)")
-    sub.add_parser("migrate", parents=[common], help="create or upgrade the warehouse tables")
-    sub.add_parser("topics", parents=[common], help="create the Kafka topics with the configured partitions")
-    return parser
+    journeys = sub.add_parser("journeys", parents=[common], help="print a day's funnel and its bottlenecks",
+                              description="From the journey views: each funnel step's sessions, drop-off and "
+                              "drop-off over the previous 7 days, for one device type and channel ('all' rolls "
+                              "either up), then the day's bottleneck of every segment: the step that lost the most "
+                              "sessions against its own baseline.")  # fmt: skip
+    journeys.add_argument("--day", type=_day, help="the day, YYYY-MM-DD (default: the latest day with events)")
+    journeys.add_argument("--device", default="all", help="device type, e.g. mobile (default all)")
+    journeys.add_argument("--channel", default="all", help="channel, e.g. paid_search (default all)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,6 +320,12 @@ def _cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _cmd_journeys(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.commands import journeys
+
+    return journeys(settings, day=args.day, device=args.device, channel=args.channel)
+
+
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from streams.commands import migrate
 
@@ -323,6 +351,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "train": _cmd_train,
     "spend": _cmd_spend,
     "budget": _cmd_budget,
+    "journeys": _cmd_journeys,
     "migrate": _cmd_migrate,
     "topics": _cmd_topics,
 }

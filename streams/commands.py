@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,7 @@ def budget(
     currency: str,
 ) -> int:
     """Fit a response curve per channel from recent spend and attributed revenue; recommend tomorrow's split."""
-    from datetime import UTC, date, datetime, timedelta
+    from datetime import UTC, datetime, timedelta
 
     from models.budget import allocate, fit_curves
 
@@ -341,6 +342,45 @@ def budget(
         f"(now {allocation.current_total_revenue:,.2f}) for a budget of {total:,.2f}"
     )
     return 0
+
+
+def journeys(settings: Settings, *, day: date | None, device: str, channel: str) -> int:
+    """One segment's funnel steps on ``day``, then every segment's bottleneck that day (see journey_steps)."""
+    with open_sink(settings) as sink:
+        if day is None:
+            day = sink.query("SELECT max(toDate(event_at)) FROM events").result_rows[0][0]
+        params = {"day": day, "device": device, "channel": channel}
+        steps = sink.query(
+            "SELECT step, entered, continued, drop_off, baseline_drop_off, lost_sessions, is_bottleneck"
+            " FROM journey_steps WHERE day = {day:Date} AND device_type = {device:String}"
+            " AND channel = {channel:String} ORDER BY step_index",
+            params,
+        ).result_rows
+        worst = sink.query(
+            "SELECT device_type, channel, step, entered, drop_off, baseline_drop_off, lost_sessions FROM journey_steps"
+            " WHERE day = {day:Date} AND is_bottleneck ORDER BY lost_sessions DESC LIMIT 15",
+            params,
+        ).result_rows
+    if not steps:
+        msg = f"no sessions on {day} for device {device!r} and channel {channel!r}"
+        raise ConfigError(msg)
+    funnel = Table("step", "sessions", "went on", "drop-off", "7-day drop-off", "lost", "", title=f"Funnel {day}, "
+                   f"device {device}, channel {channel}")  # fmt: skip
+    for step, entered, continued, drop, base, lost, worst_step in steps:
+        mark = "bottleneck" if worst_step else ""
+        funnel.add_row(step, str(entered), str(continued), _pct(drop), _pct(base), f"{lost:.1f}", mark)
+    bottlenecks = Table("device", "channel", "step", "sessions", "drop-off", "7-day drop-off", "lost",
+                        title=f"Bottlenecks {day}, by sessions lost against the baseline")  # fmt: skip
+    for dev, chan, step, entered, drop, base, lost in worst:
+        bottlenecks.add_row(dev, chan, step, str(entered), _pct(drop), _pct(base), f"{lost:.1f}")
+    console = Console()
+    console.print(funnel)
+    console.print(bottlenecks if worst else "No step lost sessions against its baseline.")
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def worker(settings: Settings) -> int:

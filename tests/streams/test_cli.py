@@ -20,6 +20,7 @@ from tests.conftest import segment
         (["demo", "--malformed-rate", "2"], 2, "expected a number between 0 and 1"),
         (["simulate", "--out", "/no/dir/x.ndjson"], 1, "--out: directory does not exist"),
         (["sql", "SELECT 1", "--dsn", "ftp://x"], 1, "unsupported ClickHouse DSN"),
+        (["journeys", "--day", "yesterday"], 2, "argument --day: expected a date as YYYY-MM-DD"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
         ([], 2, "the following arguments are required: COMMAND"),
     ],
