@@ -27,7 +27,7 @@ event joins whichever of the device's recent sessions it falls within (``session
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -286,7 +286,7 @@ def duplicate(row: EventRow, raw: bytes | str, *, first_seen_at: str) -> FailedE
 def settle_late(
     late: Sequence[tuple[EventRow, bytes | str]],
     stored: Mapping[str, str],
-    devices: MutableMapping[str, DeviceState] | None = None,
+    devices: Mapping[str, DeviceState] | None = None,
 ) -> tuple[list[EventRow], list[FailedEvent]]:
     """Late rows (older than their device's dedupe memory) against the warehouse's ``message_id -> source``.
 
@@ -314,9 +314,9 @@ def settle_late(
         elif source != row.source:
             failed.append(duplicate(row, raw, first_seen_at=source))
             state = devices.get(row.device_key) if devices is not None else None
-            if devices is not None and state is not None and row.message_id in state.seen:
+            if state is not None and row.message_id in state.seen:
+                # In place: sessionizing the row has just written this state, so its changelog goes out anyway.
                 state.seen[row.message_id] = (source, state.seen[row.message_id][1])
-                devices[row.device_key] = state  # reassigned so a Faust table writes its changelog
     return kept, failed
 
 

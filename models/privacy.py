@@ -24,6 +24,7 @@ so equal addresses still join (identity uses them) but the address itself never 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Mapping
@@ -111,8 +112,15 @@ class PiiHasher:
         return self._digest("subject:" + identifier)
 
 
+@functools.lru_cache(maxsize=65536)
 def truncate_ip(ip: str) -> str:
-    """IPv4 to its /24 and IPv6 to its /48 network address; anything unparsable becomes empty."""
+    """IPv4 to its /24 and IPv6 to its /48 network address; anything unparsable becomes empty.
+
+    Cached: a device sends many events from one address, and parsing it took 5% of the embedded pipeline.
+
+    >>> truncate_ip("203.0.113.77"), truncate_ip("2001:db8:abcd:12::1"), truncate_ip("nope")
+    ('203.0.113.0', '2001:db8:abcd::', '')
+    """
     if not ip:
         return ""
     try:

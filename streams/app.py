@@ -33,6 +33,7 @@ import mode
 import orjson
 import structlog
 from faust.serializers import codecs
+from pydantic import ValidationError
 
 from models.ingest import DeviceState, settle_late
 from models.privacy import truncate_ip
@@ -40,6 +41,7 @@ from models.scoring import DeviceFeatures
 from schemas.errors import SinkError
 from schemas.privacy import ERASE_MARKER, EraseMarker, ErasureRequest
 from schemas.records import EventRow, FailedEvent, ParsedEvent, Refused
+from schemas.spend import MarketingSpend, SpendRow
 from sinks.clickhouse import ClickHouseSink
 from sinks.erasure import erase, suppressed_subjects
 from streams.embedded import refusal_rows
@@ -193,6 +195,12 @@ def create_app(settings: Settings) -> faust.App:
             people_name=people_name,
             output=outputs.producer,
         )
+
+    spend_topic = app.topic(settings.topic("spend"), value_type=bytes)
+
+    @app.agent(spend_topic, name="spend")
+    async def spend(stream: faust.StreamT[bytes]) -> None:
+        await _spend_loop(cast(faust.Stream[bytes], stream), settings=settings, outputs=outputs)
 
     @app.agent(failed_topic, name="warehouse")
     async def warehouse(stream: faust.StreamT[bytes]) -> None:
@@ -624,6 +632,40 @@ async def _failed_loop(stream: faust.Stream[bytes], *, settings: Settings, topic
                 token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
                 store = partial(sink.insert_absent, "failed_events", list(rows.values()), key="source", token=token)
                 await _retrying(store, table="failed_events", token=token)
+    finally:
+        await asyncio.to_thread(sink.close)
+
+
+async def _spend_loop(stream: faust.Stream[bytes], *, settings: Settings, outputs: _Outputs) -> None:
+    """Marketing spend records into ``marketing_spend`` (token = offset range); an invalid record goes to the
+    failed stream with its bytes and the reason, like an invalid event."""
+    sink = await asyncio.to_thread(_open_sink, settings)
+    try:
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            groups: dict[int, list[tuple[int, SpendRow]]] = defaultdict(list)
+            for event in batch:
+                message = event.message
+                try:
+                    record = MarketingSpend.model_validate_json(event.value)
+                except ValidationError as e:
+                    first = e.errors(include_url=False)[0]
+                    where = ".".join(map(str, first["loc"])) or "record"
+                    outputs.fail(
+                        FailedEvent(
+                            message_id="",
+                            stage="validate",
+                            error=f"invalid spend record: {where}: {first['msg']}",
+                            raw=event.value,
+                            source=source_of(message),
+                            received_at=datetime.fromtimestamp(message.timestamp, UTC),
+                        )
+                    )
+                    continue
+                groups[message.partition].append((message.offset, SpendRow.of(record, source=source_of(message))))
+            for partition, rows in groups.items():
+                token = f"{settings.topic('spend')}:{partition}:{rows[0][0]}-{rows[-1][0]}"
+                await _insert_retrying(sink, "marketing_spend", [row for _, row in rows], token)
+            await outputs.producer().flush()
     finally:
         await asyncio.to_thread(sink.close)
 

@@ -178,6 +178,8 @@ def _add_marketing_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                            "are reported by number and skipped; loading the same file again writes nothing "
                            "twice.")  # fmt: skip
     spend.add_argument("file", help="NDJSON file, e.g. the spend.ndjson that revstream simulate writes")
+    spend.add_argument("--kafka", action="store_true", help="produce the lines to the workers' spend topic instead; "
+                       "they validate and store them, and invalid ones land in failed_events")  # fmt: skip
     budget = sub.add_parser("budget", parents=[common], help="recommend tomorrow's marketing budget per channel",
                             description="Fit a diminishing-returns curve per channel from daily spend and "
                             "attributed revenue (channel_daily), then split --total to maximise predicted revenue "
@@ -194,6 +196,8 @@ def _add_marketing_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     budget.add_argument("--set", action="append", type=_channel_amount, default=[], metavar="CHANNEL=AMOUNT",
                         help="a manual override the allocator keeps exactly (repeatable)")  # fmt: skip
     budget.add_argument("--currency", default="USD", help="currency of the amounts (default USD)")
+    budget.add_argument("--publish", action="store_true", help="also send the plan to the budget topic (one "
+                        "JSON record per channel, keyed by channel) for ad platforms")  # fmt: skip
     journeys = sub.add_parser("journeys", parents=[common], help="print a day's funnel and its bottlenecks",
                               description="From the journey views: each funnel step's sessions, drop-off and "
                               "drop-off over the previous 7 days, for one device type and channel ('all' rolls "
@@ -301,7 +305,7 @@ def _cmd_spend(args: argparse.Namespace, settings: Settings) -> int:
     if not path.is_file():
         msg = f"no such file: {args.file}"
         raise ConfigError(msg)
-    return load_spend(settings, args.file)
+    return load_spend(settings, args.file, via_kafka=args.kafka)
 
 
 def _cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
@@ -317,6 +321,7 @@ def _cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
         maxs=dict(args.max),
         overrides=dict(args.set),
         currency=args.currency,
+        publish=args.publish,
     )
 
 

@@ -254,8 +254,9 @@ def train(settings: Settings, *, days: int, min_sessions: int, rounds: int) -> i
     return 0
 
 
-def load_spend(settings: Settings, file: str) -> int:
-    """Marketing spend NDJSON into ``marketing_spend``; invalid lines are reported by number, the rest load."""
+def load_spend(settings: Settings, file: str, *, via_kafka: bool = False) -> int:
+    """Marketing spend NDJSON into ``marketing_spend``; invalid lines are reported by number, the rest load.
+    With ``via_kafka`` the lines go to the workers' ``spend`` topic instead."""
     import hashlib
 
     from pydantic import ValidationError
@@ -264,6 +265,13 @@ def load_spend(settings: Settings, file: str) -> int:
 
     path = Path(file)
     data = path.read_bytes()
+    if via_kafka:
+        from streams.kafka import ensure_topics, produce
+
+        ensure_topics(settings)
+        sent = produce(settings, [line for line in data.splitlines() if line.strip()], topic="spend")
+        print(f"{sent} spend records sent to {settings.topic('spend')}")
+        return 0
     rows: list[object] = []
     errors: list[str] = []
     for number, line in enumerate(data.splitlines(), start=1):
@@ -293,8 +301,10 @@ def budget(
     maxs: dict[str, float],
     overrides: dict[str, float],
     currency: str,
+    publish: bool = False,
 ) -> int:
-    """Fit a response curve per channel from recent spend and attributed revenue; recommend tomorrow's split."""
+    """Fit a response curve per channel from recent spend and attributed revenue; recommend tomorrow's split
+    (and with ``publish``, send it to the ``budget`` topic keyed by channel)."""
     from datetime import UTC, datetime, timedelta
 
     from models.budget import allocate, fit_curves
@@ -327,6 +337,17 @@ def budget(
         tomorrow = max(day for day, _ in last.values()) + timedelta(days=1)
         recs = allocation.recommendations(day=tomorrow, currency=currency, computed_at=datetime.now(UTC))
         sink.insert("budget_recommendations", list(recs), token=f"budget:{tomorrow}:{datetime.now(UTC).isoformat()}")
+    if publish:
+        from streams.kafka import ensure_topics, produce
+
+        ensure_topics(settings)
+        produce(
+            settings,
+            [rec.to_json() for rec in recs],
+            topic="budget",
+            key=lambda raw: orjson.loads(raw)["channel"].encode(),
+        )
+        print(f"{len(recs)} recommendations sent to {settings.topic('budget')}")
     table = Table(
         "channel", "fit", "current", "recommended", "predicted revenue", "change", "why", title=f"Budget {tomorrow}"
     )

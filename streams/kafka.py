@@ -24,10 +24,12 @@ TOPICS = (
     "identity.links",
     "attribution",
     "privacy",
+    "spend",
+    "budget",
 )
-# The topics the worker itself consumes (``events``, ``alerts``, ``scores``, ``identity.links`` and
-# ``attribution`` are for downstream systems).
-CONSUMED_TOPICS = ("events.raw", "events.parsed", "events.failed", "people", "privacy")
+# The topics the worker itself consumes (``events``, ``alerts``, ``scores``, ``identity.links``,
+# ``attribution`` and ``budget`` are for downstream systems).
+CONSUMED_TOPICS = ("events.raw", "events.parsed", "events.failed", "people", "privacy", "spend")
 # Topics whose consumer keeps one model of the whole customer base: one partition, so the result does not
 # depend on the number of workers.
 SINGLE_PARTITION_TOPICS = frozenset({"people", "privacy"})
@@ -83,8 +85,9 @@ def produce(
     *,
     topic: str = "events.raw",
     progress: Callable[[int], None] | None = None,
+    key: Callable[[bytes], bytes | None] = device_key,
 ) -> int:
-    """Produce raw events keyed by device, wait for every delivery; returns the number delivered."""
+    """Produce ``lines`` (keyed by device by default), wait for every delivery; returns the number delivered."""
     producer = Producer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
@@ -104,7 +107,7 @@ def produce(
     for raw in lines:
         while True:
             try:
-                producer.produce(name, value=raw, key=device_key(raw), on_delivery=delivered)
+                producer.produce(name, value=raw, key=key(raw), on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 import orjson
@@ -87,7 +89,14 @@ def test_train_fits_a_challenger_that_the_next_run_scores_with(
     assert int(models["propensity_online"]) > 5 * int(models["propensity_xgb"])
 
 
-def test_spend_and_budget(tmp_path: Path, warehouse_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.integration
+def test_spend_and_budget(
+    tmp_path: Path,
+    warehouse_dsn: str,
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from models.channels import CHANNELS
     from models.simulator import SimulationConfig, simulate
 
@@ -127,7 +136,38 @@ def test_spend_and_budget(tmp_path: Path, warehouse_dsn: str, capsys: pytest.Cap
         else:
             assert abs(rec["recommended_spend"] - rec["current_spend"]) <= 0.3 * rec["current_spend"] + 0.01
 
+    prefix = f"cli{uuid.uuid4().hex[:8]}"  # --publish: the same plan, one record per channel, keyed by channel
+    monkeypatch.setenv("REVSTREAM_BROKERS", kafka_bootstrap)
+    monkeypatch.setenv("REVSTREAM_TOPIC_PREFIX", prefix)
+    assert main([*argv, "--publish"]) == 0
+    assert f"{len(recs)} recommendations sent to {prefix}.budget" in capsys.readouterr().out
+    published = _consume(kafka_bootstrap, f"{prefix}.budget", len(recs))
+    assert sorted(key for key, _ in published) == sorted(r["channel"] for r in recs)
+    for key, value in published:
+        record = orjson.loads(value)
+        assert record["channel"] == key
+        assert record["recommended_spend"] == pytest.approx(
+            next(r for r in recs if r["channel"] == key)["recommended_spend"]
+        )
+
     with pytest.raises(SystemExit) as exit_info:
         main(["budget", "--total", "-5", "--dsn", warehouse_dsn])
     assert exit_info.value.code == 2
     assert "expected an amount between 0 and 1e12" in capsys.readouterr().err
+
+
+def _consume(bootstrap: str, topic: str, n: int) -> list[tuple[str, bytes]]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    out: list[tuple[str, bytes]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(out) < n and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is not None and message.error() is None:
+                out.append((message.key().decode(), message.value()))
+    finally:
+        consumer.close()
+    return out
