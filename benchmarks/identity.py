@@ -20,10 +20,17 @@ that applies: a device that denied analytics consent (never linked, by design), 
 (never merged, by design: reported as probable duplicates), no evidence at all (no account, email or
 trait tie and no IP shared by at most ``max_ip_devices`` devices), or evidence that did not reach the
 threshold. The first three bound the recall any resolver with these rules and this blocking can reach.
+The last is split by what that evidence was (``below_threshold_detail``): ``traits`` (both devices, or
+their accounts, stated contact details, so the trait model weighed them), ``own_ip`` (a small IP block
+that only this person's devices used: a one-person home, where the block itself is strong evidence), or
+``housemates_ip`` (every small IP the two share was also used by someone else's device, almost always a
+housemate's: the IP cannot tell them apart, only device behaviour can).
 
 Also: probable duplicate accounts against the simulator's second accounts; a sweep of the device
 threshold (``with_thresholds``); the device model ``refit`` estimates from deterministically labelled
-pairs; throughput and per-event latency of ``observe``; and memory: the resolver's state measured with
+pairs; order independence (the same traffic in another arrival order, each device's events kept in
+their order as a device-keyed partition keeps them: nodes whose person differs, probabilistic links that
+differ); throughput and per-event latency of ``observe``; and memory: the resolver's state measured with
 tracemalloc while a pickled copy is loaded, per device seen, next to the checkpoint size.
 """
 
@@ -34,6 +41,7 @@ import gc
 import itertools
 import pickle
 import platform
+import random
 import statistics
 import sys
 import time
@@ -99,6 +107,43 @@ def observe_all(resolver: IdentityResolver, rows: list[EventRow]) -> dict[str, A
     }
 
 
+def interleaved(rows: list[EventRow], seed: int) -> list[EventRow]:
+    """Another arrival order: each device keeps the order of its own events, devices interleave at random."""
+    queues: dict[str, list[EventRow]] = defaultdict(list)
+    for r in rows:
+        queues[r.device_key].append(r)
+    keys = [k for k, q in queues.items() for _ in q]
+    random.Random(seed).shuffle(keys)
+    position = dict.fromkeys(queues, 0)
+    out = []
+    for k in keys:
+        out.append(queues[k][position[k]])
+        position[k] += 1
+    return out
+
+
+def order_check(resolver: IdentityResolver, rows: list[EventRow], seed: int) -> dict[str, Any]:
+    """The final persons and probabilistic links after another arrival order, against ``resolver``'s."""
+    other = IdentityResolver()
+    for row in interleaved(rows, seed):
+        other.observe(row)
+    mine, theirs = resolver.assignment(), other.assignment()
+
+    def probabilistic(r: IdentityResolver) -> set[tuple[str, str, str, str]]:
+        return {
+            (lk.method, lk.anonymous_id, lk.user_id, lk.other_anonymous_id)
+            for lk in r.links()
+            if lk.method != "deterministic"
+        }
+
+    return {
+        "nodes": len(mine),
+        "nodes_with_another_person": sum(mine[n] != theirs.get(n) for n in mine) + len(theirs.keys() - mine.keys()),
+        "probabilistic_links": len(probabilistic(resolver)),
+        "probabilistic_links_differing": len(probabilistic(resolver) ^ probabilistic(other)),
+    }
+
+
 def memory(resolver: IdentityResolver, devices: int) -> dict[str, Any]:
     blob = pickle.dumps(resolver)
     gc.collect()
@@ -148,11 +193,14 @@ class Truth:
             if r.ip and r.anonymous_id and r.anonymous_id not in denied:
                 ip_devices[r.ip].add(r.anonymous_id)
         self.denied = denied
+        self.stated = {r.anonymous_id for r in rows if len(r.traits) > 2 or "mail" in r.properties}
         self.account = {a: min(c, key=lambda u: (-c[u], u)) for a, c in accounts.items()}
-        self.candidates = {
+        small = [members for members in ip_devices.values() if len(members) <= max_ip_devices]
+        self.candidates = {pair for members in small for pair in itertools.combinations(sorted(members), 2)}
+        self.own_ip = {
             pair
-            for members in ip_devices.values()
-            if len(members) <= max_ip_devices
+            for members in small
+            if len({self.owner.get(a) for a in members}) == 1
             for pair in itertools.combinations(sorted(members), 2)
         }
         by_owner: dict[str, list[str]] = defaultdict(list)
@@ -185,6 +233,15 @@ class Truth:
         if pair not in self.candidates and not (ua and ua == ub):
             return "no_evidence"
         return "below_threshold"
+
+    def below_threshold_detail(self, pair: Pair) -> str:
+        """What the evidence of a pair missed for want of weight was (see the module docstring)."""
+        a, b = pair
+        if (a in self.stated or self.account.get(a, "") in self.identified) and (
+            b in self.stated or self.account.get(b, "") in self.identified
+        ):
+            return "traits"
+        return "own_ip" if pair in self.own_ip else "housemates_ip"
 
 
 def pairs_of(groups: Iterable[list[str]]) -> set[Pair]:
@@ -261,7 +318,9 @@ def by_method(resolver: IdentityResolver, t: Truth) -> dict[str, Any]:
 
 def recall_analysis(resolver: IdentityResolver, t: Truth) -> dict[str, Any]:
     predicted = predicted_pairs(resolver.assignment(), t.seen)
-    reasons = Counter(t.missed_reason(p) for p in t.true_pairs - predicted)
+    missed = t.true_pairs - predicted
+    reasons = Counter(t.missed_reason(p) for p in missed)
+    detail = Counter(t.below_threshold_detail(p) for p in missed if t.missed_reason(p) == "below_threshold")
     total = len(t.true_pairs)
     unreachable = reasons["consent_denied"] + reasons["two_accounts"] + reasons["no_evidence"]
     segments: dict[str, list[Pair]] = defaultdict(list)
@@ -272,6 +331,7 @@ def recall_analysis(resolver: IdentityResolver, t: Truth) -> dict[str, Any]:
             segments["office_worker"].append(pair)
     return {
         "missed_by_reason": dict(reasons),
+        "below_threshold_detail": dict(detail),
         "recall_upper_bound": round((total - unreachable) / total, 4),
         "recall_by_segment": {
             k: {"true_pairs": len(v), "recall": round(sum(p in predicted for p in v) / len(v), 4)}
@@ -320,6 +380,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "by_method": by_method(resolver, t),
         "recall_analysis": recall_analysis(resolver, t),
         "duplicates": duplicates(resolver, t),
+        "order": order_check(resolver, rows, args.seed),
         "speed": speed | {"row_build_seconds": round(build_seconds, 2)},
         "memory": memory(resolver, len(t.seen)),
     }  # fmt: skip
@@ -367,10 +428,12 @@ def print_table(r: dict[str, Any]) -> None:
     lines += [
         f"errors by relation: {acc['errors_by_relation'] or 'none'}",
         f"missed true pairs: {rec['missed_by_reason']}; recall upper bound {rec['recall_upper_bound']}",
+        f"below threshold, by evidence: {rec['below_threshold_detail']}",
         f"shared devices attached to a user: {acc['shared_devices']['attached_to_a_user']}"
         f"/{acc['shared_devices']['devices']}; bot pairs recovered: {acc['bots']['recovered']}"
         f"/{acc['bots']['true_pairs']}",
         f"duplicate accounts: {r['duplicates']}",
+        f"another arrival order: {r['order']}",
         "",
         f"{'device threshold':<34}{'pairs':>10}{'precision':>11}{'recall':>9}",
     ]

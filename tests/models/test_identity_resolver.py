@@ -359,3 +359,26 @@ def test_simulated_traffic_is_resolved_precisely() -> None:
     # Every pair logged in to one account is found; the rest of recall needs evidence households lack.
     assert logged_in_pairs <= predicted
     assert len(predicted & true) / len(true) >= 0.1
+
+
+def test_the_benchmark_explains_every_pair_missed_below_the_threshold() -> None:
+    from benchmarks.identity import Truth, interleaved, order_check, recall_analysis
+
+    rows = simulated_rows()
+    resolver = IdentityResolver()
+    for r in rows:
+        resolver.observe(r)
+    truth = Truth(simulation(120, 10)[1], rows, resolver.max_ip_devices)
+    found = recall_analysis(resolver, truth)
+    detail = found["below_threshold_detail"]
+    assert sum(detail.values()) == found["missed_by_reason"]["below_threshold"] > 0
+    assert set(detail) <= {"traits", "own_ip", "housemates_ip"}
+    assert all(len({truth.owner[a], truth.owner[b]}) == 1 for a, b in truth.own_ip)
+    reordered = interleaved(rows, 3)
+    assert reordered != rows
+    assert sorted(r.message_id for r in reordered) == sorted(r.message_id for r in rows)
+    for device in {r.device_key for r in rows}:
+        assert [r for r in reordered if r.device_key == device] == [r for r in rows if r.device_key == device]
+    check = order_check(resolver, rows, 3)
+    assert check["nodes"] == len(resolver.assignment())
+    assert check["nodes_with_another_person"] == check["probabilistic_links_differing"] == 0
