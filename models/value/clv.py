@@ -27,6 +27,13 @@ another currency is converted with ``fx_rates`` (units of that currency per one 
 skipped and counted in ``skipped`` when no rate is known, as are orders without a usable revenue and
 replays of an order id already counted (which makes ``learn_one`` idempotent under redelivery).
 
+Accuracy (``python -m benchmarks.value --seed 1 2 3 4``, ``component_precision``): most of the distance to
+the benchmark's oracles is in the purchase half, and it is information, not fitting: a cross-fitted
+gradient-boosted regression of the oracle's expected purchases on ``(x, t_x, T)`` ranks no better than
+BG/NBD eq. 10 (nor does MBG/NBD, or ranking by the probability of a top-decile future instead of the
+mean), and the Gamma-Gamma posterior mean ranks as well as it does with the simulator's own spend
+parameters. What a short history of mostly one-time buyers cannot reveal is each person's latent rate.
+
 >>> from datetime import datetime, timedelta, UTC
 >>> model = CustomerValueModel(min_customers=2, min_repeat_customers=1)
 >>> t0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -268,6 +268,20 @@ def test_values_scores_everyone_like_predict_one() -> None:
         assert everyone[pid] == model.predict_one({"person_id": pid, "at": at})
 
 
+@pytest.mark.parametrize("prior", [DEFAULT_PRIOR, MBG_PRIOR], ids=["bgnbd", "mbgnbd"])
+def test_expected_revenue_is_expected_purchases_times_expected_order_value(prior: Any) -> None:
+    # benchmarks/value.py splits the forecast into its halves (expected_revenue / expected_purchases is the
+    # spend half) to find which one loses precision; that holds only while revenue is this plain product.
+    model = CustomerValueModel(refit_every=0, min_customers=20, min_repeat_customers=5, prior=prior)
+    _stream(model, people=60)
+    assert model.refit()
+    for v in model.values():
+        spend = float(model.spend_params.expected_order_value(v.frequency, v.monetary))
+        assert v.expected_purchases > 0
+        assert v.expected_revenue == pytest.approx(v.expected_purchases * spend, rel=1e-12)
+        assert v.expected_revenue != pytest.approx(v.expected_purchases * v.monetary, rel=1e-3)  # shrunk
+
+
 def test_forecasts_fade_for_a_silent_customer() -> None:
     model = CustomerValueModel(refit_every=0, min_customers=20, min_repeat_customers=5)
     _stream(model, people=60)
