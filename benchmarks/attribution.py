@@ -17,8 +17,11 @@ comparison after leaving ``direct`` out of both sides (shares renormalised over 
 the truth gives direct nothing while a conversion whose path is all direct can only be credited to direct.
 The learned models are reported twice: ``online`` (each conversion credited with what the model knew at
 the time, as the pipeline does) and ``final`` (every conversion credited again with the weights learned
-from the whole period). Throughput is wall time in ``add``/``convert``/``expire``, for the default eight
-models and again with Markov of order 2 and 3 added.
+from the whole period). The incremental model also credits the pseudo-channel ``baseline``: its channel
+shares leave it out (renormalised over the real channels, like every share here), and its ``baseline``
+share of revenue is compared with the truth's non-incremental share ``1 - incremental / revenue``.
+Throughput is wall time in ``add``/``convert``/``expire`` (and per conversion and per touch), for the default
+nine models, for the incremental model alone, and with Markov of order 2 and 3 added.
 
 Findings (``--users 5000 --days 60 --seed 7``: 33,873 touches, 1,021 orders, 81,237 USD). No model recovers
 the true incremental shares within 10 pp over all channels; ``last_non_direct`` comes closest (max 9.0 pp).
@@ -45,14 +48,21 @@ direct out, the rule models and Shapley are within 10 pp (max 7.3-8.9 pp), Marko
   number of sessions behind it more than with which channels they are, so the values are nearly flat
   (0.075-0.112) and the credits are close to linear.
 
-What would fix it: (1) a counterfactual model that learns the per-session conversion probability from the
-session's channel, the decayed exposure to each channel and a control for the number of recent sessions
-(the store sees every session of every path, converting or not), and credits a conversion by
-``p - p_without_c``; (2) an explicit ``baseline`` credit for the part ``p_without_all_marketing / p`` of
-each conversion, so baseline revenue is not forced onto channels (conservation over channels + baseline);
-(3) calibration against lift tests. A quick offline batch logistic prototype of (1) without (2) (7-day
-half-life, not in the repository) still had a 12.9 pp error (direct +12.6 pp, email -5.7 pp): unobserved
-person-level intent attenuates the lifts at 1,021 conversions.
+Incremental model (``models.attribution.incremental``, what the points above called for: a per-session
+logistic model of conversion on the session's channel and 1- and 7-day decayed exposure per channel, learned
+online with averaged SGD from every session as soon as its outcome is known, credited by removal effects
+``p - p_-c`` with the rest to ``baseline``). Seed 7: online max 11.9 pp over all channels (organic search -11.9,
+paid social +9.2; Spearman 0.80), final 3.8 pp (Spearman 0.93); direct gets 0, as in the truth; baseline
+80.1% of revenue online, 69.1% final, truth 71.3%. Seed 11 (``--seed 11``: 33,735 touches, 1,018 orders):
+online 6.8 pp (Spearman 0.95), final 6.3 pp (0.88); baseline 62.4% / 62.1%, truth 72.1%. So the 10 pp target
+is met on both seeds with the final weights and on seed 11 online; on seed 7 the online credits of the first
+weeks, from a young model, miss it by 1.9 pp. Without ``direct`` the figures are the same (the model gives
+direct nothing). A first version that learned from ended paths (and left direct's features out) had 22 pp
+online: a path without a conversion ends only after 30 days without a touch, so only 5,084 of 33,873
+sessions were learned, 20% converting instead of 3%. Cost: 0.6 ms per conversion and 0.14 ms per touch for
+the incremental model alone (seed 11; the nine default models together 2.2 ms per conversion). What would
+still help: lift-test calibration of the baseline share (attenuation by unseen person intent moves it by
+about 10 pp between seeds) and a warm start from a batch fit.
 """
 
 from __future__ import annotations
@@ -71,6 +81,7 @@ import orjson
 from scipy.stats import spearmanr
 
 from models.attribution import (
+    IncrementalAttribution,
     MarkovAttribution,
     ShapleyAttribution,
     Touch,
@@ -151,6 +162,8 @@ def throughput(result: Replay, touches: int, models: int) -> dict[str, Any]:
         "models": models,
         "touches_per_second": round(touches / result.timing["add"]),
         "conversions_per_second": round(conversions / result.timing["convert"]),
+        "ms_per_conversion": round(1000 * result.timing["convert"] / conversions, 3),
+        "ms_per_touch": round(1000 * result.timing["add"] / touches, 3),
         "events_per_second_overall": round((touches + conversions) / sum(result.timing.values())),
         "seconds": {k: round(v, 3) for k, v in result.timing.items()},
     }
@@ -165,6 +178,7 @@ def run(users: int, days: int, seed: int, lookback_days: float) -> dict[str, Any
         key=lambda s: (s["started_at"], s["session_index"]),
     )
     defaults = replay(sessions, TouchpointPaths(lookback_days=lookback_days))
+    alone = replay(sessions, TouchpointPaths(lookback_days=lookback_days, models=[IncrementalAttribution()]))
     store = TouchpointPaths(
         lookback_days=lookback_days, models=[*default_models(), MarkovAttribution(order=2), MarkovAttribution(order=3)]
     )
@@ -173,7 +187,18 @@ def run(users: int, days: int, seed: int, lookback_days: float) -> dict[str, Any
     final: dict[str, defaultdict[str, float]] = {}
     learned: dict[str, dict[str, float]] = {}
     for model in store.attributors:
-        if isinstance(model, MarkovAttribution | ShapleyAttribution):
+        if isinstance(model, IncrementalAttribution):
+            model.refit()
+            learned[model.name] = {"(intercept)": round(model.intercept, 4)}
+            learned[model.name].update({k: round(w, 4) for k, w in sorted(model.coefficients.items())})
+            final[model.name] = defaultdict(float)
+            for window, cents, at in converting:
+                per_touch, base = model.predict_with_baseline(window, at=at)
+                *touch_cents, base_cents = split_cents(cents, [*per_touch, base])
+                for touch, share in zip(window, touch_cents, strict=True):
+                    final[model.name][touch.channel] += share / 100
+                final[model.name][model.baseline_channel] += base_cents / 100
+        elif isinstance(model, MarkovAttribution | ShapleyAttribution):
             weights = model.removal_effects() if isinstance(model, MarkovAttribution) else model.shapley_values()
             learned[model.name] = {c: round(w, 4) for c, w in sorted(weights.items())}
             final[model.name] = defaultdict(float)
@@ -185,11 +210,14 @@ def run(users: int, days: int, seed: int, lookback_days: float) -> dict[str, Any
     non_direct = tuple(c for c in CHANNELS if c != "direct")
     revenue = sum(s["revenue_usd"] for s in sessions if s["purchased"])
     models: dict[str, Any] = {}
+    baseline: dict[str, float] = {}
     for name, attributed in [*online.items(), *((f"{n} final", v) for n, v in final.items())]:
         models[name] = {
             "all_channels": compare(attributed, incremental, CHANNELS),
             "without_direct": compare(attributed, incremental, non_direct),
         }
+        if "baseline" in attributed:
+            baseline[name] = round(100 * attributed["baseline"] / sum(attributed.values()), 2)
     last_touch_matches = all(
         abs(online["last_touch"][c] - effects[c]["last_touch_revenue_usd"]) < 0.02 for c in CHANNELS
     )
@@ -201,6 +229,8 @@ def run(users: int, days: int, seed: int, lookback_days: float) -> dict[str, Any
         "conversions": n_conversions,
         "revenue_usd": round(revenue, 2),
         "true_incremental_revenue_usd": round(sum(incremental.values()), 2),
+        "true_non_incremental_share_pct": round(100 * (1 - sum(incremental.values()) / revenue), 2),
+        "baseline_share_pct": baseline,
         "true_incremental_share_pct": {c: round(100 * v, 2) for c, v in shares(incremental, CHANNELS).items()},
         "all_direct_path_revenue_pct": round(100 * result.all_direct_revenue / revenue, 2),
         "last_touch_matches_truth_tally": last_touch_matches,
@@ -208,6 +238,7 @@ def run(users: int, days: int, seed: int, lookback_days: float) -> dict[str, Any
         "learned_channel_weights": learned,
         "throughput": {
             "default_models": throughput(defaults, n_touches, len(default_models())),
+            "incremental_only": throughput(alone, n_touches, 1),
             "with_markov_o2_o3": throughput(result, n_touches, len(store.attributors)),
         },
     }
@@ -249,6 +280,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(table(result, "all_channels", CHANNELS))
     print("\nthe same without direct (shares renormalised over the other channels):")
     print(table(result, "without_direct", non_direct))
+    print(f"\nbaseline share of revenue (truth: {result['true_non_incremental_share_pct']}% non-incremental):",
+          orjson.dumps(result["baseline_share_pct"]).decode())  # fmt: skip
     for name, figures in result["throughput"].items():
         print(f"throughput ({name}):", orjson.dumps(figures).decode())
     print("last touch equals the simulator's last-touch tally:", result["last_touch_matches_truth_tally"])

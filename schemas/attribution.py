@@ -10,6 +10,8 @@ order is the intended ClickHouse column order (:data:`ATTRIBUTION_CREDIT_COLUMNS
 exactly to the cent (``sum(round(credit * 100)) == round(revenue * 100)``; the models split integer cents).
 Every touch the model gives a positive weight gets a row, even when its share rounds to 0 cents, so
 ``uniqExact(conversion_id)`` per model counts conversions and a zero-revenue conversion is still visible.
+The ``incremental`` model adds one row more, for its ``baseline`` pseudo-channel (``touch_index`` = the path's
+length): the share of the order it expects without any channel.
 ``touch_index`` is the touch's 0-based position in the person's path (time order) at the conversion.
 A conversion without any touch in the lookback window is credited to ``direct`` with ``touch_index`` 0, as
 web analytics does for a visit without a known source.

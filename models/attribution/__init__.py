@@ -1,4 +1,4 @@
-"""Multi-touch attribution: touchpoint paths per person, and the credits of eight models on each conversion.
+"""Multi-touch attribution: touchpoint paths per person, and the credits of nine models on each conversion.
 
 Pure models, no transport. Modules:
 
@@ -12,6 +12,9 @@ Pure models, no transport. Modules:
   Markov chain learned online from converting and non-converting paths, solved exactly;
 * :mod:`models.attribution.shapley`: :class:`ShapleyAttribution`, exact Shapley values of channels in the
   game of observed conversion rates of channel sets;
+* :mod:`models.attribution.incremental`: :class:`IncrementalAttribution`, removal effects of channels in an
+  online logistic model of conversion per session, with the rest of each conversion credited to the
+  pseudo-channel ``baseline`` (revenue the model expects without the path's channels);
 * :mod:`models.attribution.paths`: :class:`TouchpointPaths`, the per-person store with the lookback window
   that feeds the learned models and emits :class:`schemas.attribution.AttributionCredit` rows.
 
@@ -25,12 +28,19 @@ on an identity merge: ``paths.merge(src, dst)``; on erasure: ``paths.forget(pers
 >>> paths.add("p1", Touch(channel="email", campaign="bf", at=datetime(2026, 11, 1, tzinfo=UTC), session_id="s1"))
 >>> credits = paths.convert("p1", conversion_id="o1", revenue=19.99, currency="USD",
 ...                         at=datetime(2026, 11, 1, 0, 5, tzinfo=UTC))
->>> sorted({(c.model, c.channel, c.credit) for c in credits})[:3]
-[('first_touch', 'email', 19.99), ('last_non_direct', 'email', 19.99), ('last_touch', 'email', 19.99)]
+>>> sorted({(c.model, c.channel, c.credit) for c in credits if c.model.endswith("touch")})
+[('first_touch', 'email', 19.99), ('last_touch', 'email', 19.99)]
 """
 
-from models.attribution.base import AttributionModel, Touch, spread_by_channel
+from models.attribution.base import (
+    AttributionModel,
+    BaselineAttributionModel,
+    SessionLearner,
+    Touch,
+    spread_by_channel,
+)
 from models.attribution.heuristics import FirstTouch, LastNonDirect, LastTouch, Linear, PositionBased, TimeDecay
+from models.attribution.incremental import IncrementalAttribution
 from models.attribution.markov import MarkovAttribution
 from models.attribution.money import AttributionError, from_cents, split_cents, to_cents
 from models.attribution.paths import MODEL_CLASSES, Conversion, TouchpointPaths, default_models
@@ -40,13 +50,16 @@ __all__ = [
     "MODEL_CLASSES",
     "AttributionError",
     "AttributionModel",
+    "BaselineAttributionModel",
     "Conversion",
     "FirstTouch",
+    "IncrementalAttribution",
     "LastNonDirect",
     "LastTouch",
     "Linear",
     "MarkovAttribution",
     "PositionBased",
+    "SessionLearner",
     "ShapleyAttribution",
     "TimeDecay",
     "Touch",

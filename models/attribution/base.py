@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +84,38 @@ class AttributionModel(Protocol):
     def predict_one(self, path: Sequence[Touch], *, at: datetime) -> list[float]: ...
 
     def to_dict(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class BaselineAttributionModel(AttributionModel, Protocol):
+    """A model that may credit part of a conversion to no touch at all, but to a pseudo-channel.
+
+    ``predict_with_baseline`` returns the per-touch weights and one more weight, on the same scale, for
+    ``baseline_channel`` (revenue the model expects without any of the path's channels, e.g.
+    :class:`~models.attribution.incremental.IncrementalAttribution`).
+    :class:`~models.attribution.paths.TouchpointPaths` splits the revenue over the touches and the baseline
+    together, so they still add up to it exactly. ``predict_one`` is the touch weights alone.
+    """
+
+    @property
+    def baseline_channel(self) -> str: ...
+
+    def predict_with_baseline(self, path: Sequence[Touch], *, at: datetime) -> tuple[list[float], float]: ...
+
+
+@runtime_checkable
+class SessionLearner(Protocol):
+    """A model that learns from every session as soon as its outcome is known, not from ended paths.
+
+    ``learn_trial(history, converted=...)``: the last touch of ``history`` is a session that converted or,
+    as a later touch or the end of its path shows, did not; the touches before it are what the person did
+    before within the lookback. :class:`~models.attribution.paths.TouchpointPaths` calls it instead of
+    ``learn_one`` for such a model, because ended paths are a biased sample of sessions: a path that does
+    not convert only ends after ``lookback_days`` without a touch, so the sessions of people who keep
+    coming back without buying would never be learned.
+    """
+
+    def learn_trial(self, history: Sequence[Touch], *, converted: bool) -> None: ...
 
 
 def spread_by_channel(path: Sequence[Touch], channel_weights: Mapping[str, float]) -> list[float]:

@@ -16,6 +16,13 @@ attribution models. The attribution agent calls:
   learn it as non-converting;
 * ``merge(src, dst)`` when identity resolution links two persons, ``forget(person_id)`` on erasure.
 
+Models that learn sessions rather than ended paths (:class:`~models.attribution.base.SessionLearner`, the
+incremental model) learn each touch once, as soon as its outcome is known: as converting in ``convert``, as
+not converting when a later touch is added to its path or when ``expire`` ends the path. (A touch arriving
+out of order, before the path's last touch, is only history for later touches.) Models with a baseline
+(:class:`~models.attribution.base.BaselineAttributionModel`) also credit their pseudo-channel, in one more
+row with ``touch_index`` = the path's length; touches and baseline together add up to the revenue.
+
 Window semantics, independent of how often ``expire`` runs: ``add`` drops touches more than
 ``lookback_days`` before the newest one, and at most ``max_touches`` (the latest) are kept, which bounds a
 bot's path. A conversion is credited to the touches in ``[at - lookback, at]``; a conversion without any is
@@ -23,8 +30,9 @@ credited to ``direct_channel``, and nothing learns from it. Learned models learn
 converting path first and then credit it, as a batch fit over all paths would include it.
 
 Erasure: ``forget`` removes the person's touches and remembered conversions. What the Markov and Shapley
-models learned are counts of channel transitions and channel sets summed over everyone, with no person id
-or time; they are not personal data and stay.
+models learned are counts of channel transitions and channel sets summed over everyone, and the incremental
+model's are regression coefficients per channel, with no person id or time; they are not personal data and
+stay.
 
 Partitioning: paths are per person (key the agent by ``person_id``), but the learned models are statistics
 of all persons, so one store per partition would make credits depend on the number of workers. Either feed
@@ -57,8 +65,9 @@ from typing import Any
 
 import orjson
 
-from models.attribution.base import AttributionModel, Touch
+from models.attribution.base import AttributionModel, BaselineAttributionModel, SessionLearner, Touch
 from models.attribution.heuristics import FirstTouch, LastNonDirect, LastTouch, Linear, PositionBased, TimeDecay
+from models.attribution.incremental import IncrementalAttribution
 from models.attribution.markov import MarkovAttribution
 from models.attribution.money import from_cents, split_cents, to_cents
 from models.attribution.shapley import ShapleyAttribution
@@ -66,7 +75,16 @@ from schemas.attribution import AttributionCredit
 
 MODEL_CLASSES: dict[str, Any] = {
     cls.name: cls
-    for cls in (FirstTouch, LastTouch, LastNonDirect, Linear, TimeDecay, PositionBased, ShapleyAttribution)
+    for cls in (
+        FirstTouch,
+        LastTouch,
+        LastNonDirect,
+        Linear,
+        TimeDecay,
+        PositionBased,
+        ShapleyAttribution,
+        IncrementalAttribution,
+    )
 }
 MODEL_CLASSES["markov"] = MarkovAttribution
 
@@ -82,6 +100,7 @@ def default_models() -> list[AttributionModel]:
         PositionBased(),
         MarkovAttribution(),
         ShapleyAttribution(),
+        IncrementalAttribution(),
     ]
 
 
@@ -145,15 +164,28 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
     def add(self, person_id: str, touch: Touch) -> None:
         """Append ``touch`` to the person's path in time order (a session already in the path is ignored).
 
-        An empty ``session_id`` is never recognised as already there.
+        An empty ``session_id`` is never recognised as already there. When the touch comes after every touch
+        of the path, the path's previous last touch is a session that did not convert (a conversion would
+        have consumed it), and the models that learn sessions (:class:`~models.attribution.base.SessionLearner`)
+        learn it now.
         """
+        self._insert(person_id, touch, learn=True)
+
+    def _insert(self, person_id: str, touch: Touch, *, learn: bool) -> None:
         path = self.paths.setdefault(person_id, [])
         if touch.session_id and any(t.session_id == touch.session_id for t in path):
             return
+        if learn and path and _order(touch) >= _order(path[-1]):
+            self._learn_trial(path, converted=False)
         bisect.insort(path, touch, key=_order)
         cutoff = path[-1].at - self.lookback
         start = max(bisect.bisect_left(path, cutoff, key=lambda t: t.at), len(path) - self.max_touches)
         del path[:start]
+
+    def _learn_trial(self, history: Sequence[Touch], *, converted: bool) -> None:
+        for model in self.attributors:
+            if isinstance(model, SessionLearner):
+                model.learn_trial(history, converted=converted)
 
     def convert(
         self, person_id: str, *, conversion_id: str, revenue: float | Decimal, currency: str, at: datetime
@@ -178,7 +210,10 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
         converting = tuple(path[lo:hi])
         if converting:
             for model in self.attributors:
-                model.learn_one(converting, converted=True)
+                if isinstance(model, SessionLearner):
+                    model.learn_trial(converting, converted=True)
+                else:
+                    model.learn_one(converting, converted=True)
         if path:
             del path[:hi]
             if not path:
@@ -198,7 +233,10 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
         for pid in ended:
             path = tuple(self.paths.pop(pid))
             for model in self.attributors:
-                model.learn_one(path, converted=False)
+                if isinstance(model, SessionLearner):
+                    model.learn_trial(path, converted=False)
+                else:
+                    model.learn_one(path, converted=False)
         for pid, done in list(self.conversions.items()):
             recent = [c for c in done if c.at >= cutoff]
             if recent:
@@ -212,7 +250,8 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
         if src_person == dst_person:
             return
         for touch in self.paths.pop(src_person, []):
-            self.add(dst_person, touch)
+            # src's sessions were learned under src; its still open last one is only learned if it stays last
+            self._insert(dst_person, touch, learn=False)
         done = self.conversions.pop(src_person, [])
         if done:
             merged = {c.conversion_id: c for c in (*done, *self.conversions.get(dst_person, ()))}
@@ -227,15 +266,20 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
     def _credits(
         self, person_id: str, path: tuple[Touch, ...], *, conversion_id: str, cents: int, currency: str, at: datetime
     ) -> list[AttributionCredit]:
-        if not path:
+        touched = bool(path)
+        if not touched:
             path = (Touch(channel=self.direct_channel, campaign="", at=at, session_id=""),)
         revenue = from_cents(cents)
         credits: list[AttributionCredit] = []
         for model in self.attributors:
-            weights = model.predict_one(path, at=at)
-            shares = split_cents(cents, weights)
+            baseline = 0.0
+            if touched and isinstance(model, BaselineAttributionModel):
+                weights, baseline = model.predict_with_baseline(path, at=at)
+            else:
+                weights = model.predict_one(path, at=at)
+            shares = split_cents(cents, [*weights, baseline]) if baseline > 0 else [*split_cents(cents, weights), 0]
             version = model.model_version
-            everyone = not any(w > 0 for w in weights)
+            everyone = not any(w > 0 for w in weights) and not baseline > 0
             credits.extend(
                 AttributionCredit(
                     conversion_id=conversion_id,
@@ -250,9 +294,25 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
                     event_at=at,
                     model_version=version,
                 )
-                for i, (touch, weight, share) in enumerate(zip(path, weights, shares, strict=True))
+                for i, (touch, weight, share) in enumerate(zip(path, weights, shares, strict=False))
                 if weight > 0 or everyone
             )
+            if baseline > 0 and isinstance(model, BaselineAttributionModel):
+                credits.append(
+                    AttributionCredit(
+                        conversion_id=conversion_id,
+                        person_id=person_id,
+                        model=model.name,
+                        channel=model.baseline_channel,
+                        campaign="",
+                        touch_index=len(path),
+                        credit=from_cents(shares[-1]),
+                        revenue=revenue,
+                        currency=currency,
+                        event_at=at,
+                        model_version=version,
+                    )
+                )
         return credits
 
     def to_json(self) -> bytes:
