@@ -94,6 +94,25 @@ def test_design_is_log_counts_recency_and_indicators() -> None:
     assert (x["viewed_product"], x["added_to_cart"], x["device=mobile"]) == (1.0, 0.0, 1.0)
 
 
+def test_design_marks_the_landing_snapshot() -> None:
+    assert design({"events": 1.0})["landing"] == 1.0
+    assert design({"events": 2.0})["landing"] == 0.0
+    assert design({})["landing"] == 1.0  # a snapshot without events counts as the first
+
+
+def test_model_gives_the_landing_event_its_own_rate() -> None:
+    # Buyers are 30% of landings and of 3-event snapshots, 0% of 2-event ones: not monotone in log1p(events),
+    # so only the landing indicator lets the model rank a landing above a second event.
+    model = PropensityModel(prior=0.1)
+    rng = random.Random(2)
+    for _ in range(3000):
+        events = rng.choice((1.0, 2.0, 3.0))
+        model.learn_one({"events": events}, events != 2.0 and rng.random() < 0.3)
+    first, second, third = (model.predict_proba_one({"events": e})[True] for e in (1.0, 2.0, 3.0))
+    assert first > 1.5 * second  # without the indicator a logit linear in log1p(events) is monotone:
+    assert third > second  # it could not put both ends above the middle
+
+
 # -- delayed labels -----------------------------------------------------------------------------------
 
 
