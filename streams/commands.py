@@ -152,24 +152,33 @@ def demo(settings: Settings, *, users: int, days: int, seed: int, malformed_rate
     ]
     with ClickHouseSink(dsn=settings.clickhouse_dsn) as sink:
         sink.insert("marketing_spend", spend, token=f"{name}-spend")
-        print_summary(sink, summary, prefix=f"{name}:")
+        print_summary(sink, summary, prefix=f"{name}:", settings=settings)
     print(f'warehouse: {settings.clickhouse_dsn}  (query it: revstream sql "SELECT ...")')
     return 0
 
 
-def print_summary(sink: ClickHouseSink, summary: RunSummary, *, prefix: str) -> None:
-    where = {"prefix": prefix}
+def print_summary(sink: ClickHouseSink, summary: RunSummary, *, prefix: str, settings: Settings) -> None:
+    """The run in a few tables; revenue in ``value_currency`` (orders in a currency without a rate are left out
+    and counted)."""
+    rates = {settings.value_currency: 1.0, **settings.fx_rate_map}
+    where = {"prefix": prefix, "currencies": list(rates), "rates": list(rates.values())}
+    # An order's revenue in the reporting currency; 0 and flagged when its currency has no rate.
+    rate = "transform(currency, {currencies:Array(String)}, {rates:Array(Float64)}, 0.)"
+    order = "event = 'Order Completed'"
     out = Console()
     overview = sink.query(
-        "SELECT count(), uniqExact(session_id), uniqExact(person_id), countIf(event = 'Order Completed'),"
-        " ifNull(sumIf(revenue, event = 'Order Completed'), 0) FROM events WHERE startsWith(source, {prefix:String})",
+        f"SELECT count(), uniqExact(session_id), uniqExact(person_id), countIf({order}),"  # noqa: S608 - constants
+        f" ifNull(sumIf(revenue / {rate}, {order} AND {rate} > 0), 0), countIf({order} AND {rate} = 0)"
+        " FROM events WHERE startsWith(source, {prefix:String})",
         where,
     ).result_rows[0]
+    unconverted = f" ({overview[5]} orders in a currency without a rate left out)" if overview[5] else ""
     out.print(
         f"[bold]{summary.inputs}[/] events in: [green]{summary.valid} valid[/], "
         f"[red]{summary.failed_total} failed[/], {sum(summary.refused.values())} refused by consent; "
         f"warehouse holds {overview[0]} events, {overview[1]} sessions, "
-        f"{overview[2]} people, {overview[3]} orders, revenue {overview[4]:,.2f}"
+        f"{overview[2]} people, {overview[3]} orders, revenue {overview[4]:,.2f} {settings.value_currency}"
+        f"{unconverted}"
     )
     failed = Table("stage", "reason", "events", title="Failed events")
     for stage, reason, count in sink.query(
@@ -181,10 +190,17 @@ def print_summary(sink: ClickHouseSink, summary: RunSummary, *, prefix: str) -> 
     ).result_rows:
         failed.add_row(stage, reason, str(count))
     out.print(failed)
-    channels = Table("channel", "sessions", "orders", "conversion", "revenue", title="Conversions by channel")
+    channels = Table(
+        "channel",
+        "sessions",
+        "orders",
+        "conversion",
+        f"revenue ({settings.value_currency})",
+        title="Conversions by channel",
+    )
     for channel, sessions, orders, revenue in sink.query(
-        "SELECT channel, uniqExact(session_id) AS sessions, countIf(event = 'Order Completed') AS orders,"
-        " ifNull(sumIf(revenue, event = 'Order Completed'), 0) AS revenue FROM events"
+        f"SELECT channel, uniqExact(session_id) AS sessions, countIf({order}) AS orders,"  # noqa: S608 - constants
+        f" ifNull(sumIf(revenue / {rate}, {order} AND {rate} > 0), 0) AS revenue FROM events"
         " WHERE startsWith(source, {prefix:String}) GROUP BY channel ORDER BY revenue DESC",
         where,
     ).result_rows:
