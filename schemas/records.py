@@ -104,13 +104,11 @@ class ParsedEvent:
 
 @dataclass(slots=True, frozen=True)
 class Refused:
-    """An input not processed because its consent denies ``purpose`` (or it names an erased id): counted per
-    ``source`` (the input's coordinates, so a replay counts once), never stored."""
+    """An event not processed because its consent denies ``purpose``: counted, never stored."""
 
     message_id: str
     purpose: str
     event_at: datetime
-    source: str
 
 
 class FailedEvent(BaseModel):
