@@ -119,10 +119,7 @@ def test_worker_killed_repeatedly_stores_every_event_once(kafka_bootstrap: str, 
     assert killed >= min(kills, 1)
     assert stored == unique == want_events
     assert failed == failed_unique
-    # Late resends are counted exactly (found in the device memory or in the warehouse). Known gap (issue #8): a
-    # batch Faust cancels at a rebalance leaves the device states it changed in memory, and one run here stored
-    # an input and also failed it. The fix (rolling those states back) is not landed yet, so a few are allowed.
-    assert want_failed <= failed <= want_failed + 5
+    assert failed == want_failed  # late resends included: found in the device memory or in the warehouse
     with ClickHouseSink(dsn=f"chdb://{deployment.data_dir / 'warehouse'}?database=expected") as sink:
         assert kafka_values == _values(sink)  # the value model's state survived the kills: no order twice
 
