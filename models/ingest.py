@@ -355,7 +355,7 @@ class Sessionizer:
             else:
                 row.consent = state.consent if state.consent is not None else self.consent(None)
             if not row.consent.get("analytics", True):
-                return state, Refused(message_id=row.message_id, purpose="analytics", event_at=row.event_at)
+                return state, Refused(row.message_id, "analytics", row.event_at, row.source)
         at_ms = _ms(row.event_at)
         first = state.seen.get(row.message_id)
         if first is not None and first[0] == row.source:

@@ -14,6 +14,9 @@ object saying why (an analyst reads it with ``JSONExtract*``); it never holds a 
   ``new_person_id``. ``kind`` is ``merge`` when every remaining node of the old person moved there (the
   old id is gone: fold its state into the new one) and ``split`` when only these nodes left it (a link
   was contradicted or withdrawn; ``reason`` says which).
+* ``seq`` on links and changes is the order in which the person-level stage decided them (increasing, also
+  across restarts): event times can arrive out of order, so the current person of a node is the one named by
+  its record with the highest ``seq`` (the ``persons`` view).
 * :class:`ProbableDuplicate`, a row of ``probable_duplicates``: two accounts whose traits (or a shared
   email) say one person, kept apart because two userIds are never merged.
 
@@ -59,6 +62,7 @@ class IdentityLink:
     score: float
     evidence: str
     linked_at: datetime
+    seq: int = 0
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -83,6 +87,7 @@ class PersonChange:
     reason: str
     evidence: str
     changed_at: datetime
+    seq: int = 0
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:

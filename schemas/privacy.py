@@ -18,7 +18,7 @@ from typing import Annotated
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.records import SCHEMA_VERSION
+from schemas.records import SCHEMA_VERSION, Refused
 
 
 class ErasureRequest(BaseModel):
@@ -47,12 +47,18 @@ class ErasureLogRow:
 
 @dataclass(slots=True, kw_only=True)
 class ConsentRefusalRow:
-    """How many events were refused for ``purpose`` on ``day`` (a SummingMergeTree adds the rows up)."""
+    """A refused input: its day, purpose and ``source`` (no id, no content), ``refused`` = 1. A SummingMergeTree
+    adds rows up per day, purpose and source; rows from before the source was kept have ``source = ''``."""
 
     day: date
     purpose: str
     refused: int
+    source: str = ""
     schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def of(cls, refused: Refused) -> ConsentRefusalRow:
+        return cls(day=refused.event_at.date(), purpose=refused.purpose, refused=1, source=refused.source)
 
 
 ERASE_MARKER = b'{"erase_key"'

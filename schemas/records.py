@@ -104,11 +104,13 @@ class ParsedEvent:
 
 @dataclass(slots=True, frozen=True)
 class Refused:
-    """An event not processed because its consent denies ``purpose``: counted, never stored."""
+    """An input not processed because its consent denies ``purpose`` (or it names an erased id): counted per
+    ``source`` (the input's coordinates, so a replay counts once), never stored."""
 
     message_id: str
     purpose: str
     event_at: datetime
+    source: str
 
 
 class FailedEvent(BaseModel):

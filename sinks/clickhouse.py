@@ -287,7 +287,8 @@ class ClickHouseSink:
     def insert_absent(
         self, table: str, rows: Sequence[Any], *, key: str, token: str, check: Sequence[Any] | None = None
     ) -> list[Any]:
-        """Insert the ``rows`` whose ``key`` (``message_id`` or ``source``) ``table`` does not hold yet.
+        """Insert the ``rows`` whose ``key`` (``message_id`` or ``source``) ``table`` does not hold yet, each key
+        once (the last row with it).
 
         Only ``check`` (default: all ``rows``) is looked up; the rest is inserted as is. Check and insert
         happen under one process-wide lock. Returns the rows inserted.
@@ -303,7 +304,7 @@ class ClickHouseSink:
                 values = [getattr(r, key) for r in candidates]
                 result = self.query(f"SELECT {key} FROM {table} WHERE {key} IN %(v)s", {"v": values})  # noqa: S608
                 stored = {r[0] for r in result.result_rows}
-            fresh = [r for r in rows if getattr(r, key) not in stored]
+            fresh = list({getattr(r, key): r for r in rows if getattr(r, key) not in stored}.values())
             if fresh:
                 self.insert(table, fresh, token=token)
             return fresh

@@ -153,7 +153,7 @@ MIGRATIONS = (
             ENGINE = ReplacingMergeTree
             ORDER BY (request_id, table)
             """,
-            # Counts only: a refused event is never stored. Replays after a crash may count a batch twice.
+            # Counts only: a refused event is never stored. (Version 8 adds the refused input's source.)
             """
             CREATE TABLE IF NOT EXISTS consent_refusals (
                 day Date,
@@ -558,6 +558,57 @@ MIGRATIONS = (
                    lost_sessions > 0
                    AND lost_sessions = max(lost_sessions) OVER (PARTITION BY day, device_type, channel) AS is_bottleneck
             FROM scored
+            """,
+        ),
+    ),
+)
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        8,
+        "consent_refusals by source",
+        (
+            # One row per refused input, keyed by its source, so a replay after a crash is not counted twice
+            # (the workers insert only sources not yet there). Earlier rows keep source = ''.
+            """
+            ALTER TABLE consent_refusals
+                ADD COLUMN IF NOT EXISTS source String AFTER refused,
+                MODIFY ORDER BY (day, purpose, source)
+            """,
+        ),
+    ),
+)
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        9,
+        "identity decision order",
+        (
+            "ALTER TABLE identity_links ADD COLUMN IF NOT EXISTS seq UInt64 DEFAULT 0 AFTER linked_at",
+            "ALTER TABLE person_changes ADD COLUMN IF NOT EXISTS seq UInt64 DEFAULT 0 AFTER changed_at",
+            # The current person of every device and account: the one named by the last record the person
+            # stage decided (``seq``; event time and, at the same instant, a change over a link for rows
+            # written before ``seq`` existed). Event times arrive out of order, decisions do not.
+            """
+            CREATE OR REPLACE VIEW persons AS
+            SELECT id, argMax(person_id, (seq, at, rank)) AS person_id, max(at) AS updated_at
+            FROM (
+                SELECT anonymous_id AS id, person_id, linked_at AS at, seq, 0 AS rank FROM identity_links
+                WHERE anonymous_id != ''
+                UNION ALL
+                SELECT other_anonymous_id AS id, person_id, linked_at AS at, seq, 0 AS rank FROM identity_links
+                WHERE other_anonymous_id != ''
+                UNION ALL
+                SELECT user_id AS id, person_id, linked_at AS at, seq, 0 AS rank FROM identity_links
+                WHERE user_id != ''
+                UNION ALL
+                SELECT arrayJoin(arrayConcat(anonymous_ids, user_ids)) AS id, new_person_id AS person_id,
+                       changed_at AS at, seq, 1 AS rank
+                FROM person_changes
+            )
+            GROUP BY id
             """,
         ),
     ),

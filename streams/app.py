@@ -21,9 +21,9 @@ import itertools
 import logging
 import os
 import pickle
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -39,12 +39,11 @@ from models.ingest import DeviceState, settle_late
 from models.privacy import truncate_ip
 from models.scoring import DeviceFeatures
 from schemas.errors import SinkError
-from schemas.privacy import ERASE_MARKER, EraseMarker, ErasureRequest
+from schemas.privacy import ERASE_MARKER, ConsentRefusalRow, EraseMarker, ErasureRequest
 from schemas.records import EventRow, FailedEvent, ParsedEvent, Refused
 from schemas.spend import MarketingSpend, SpendRow
 from sinks.clickhouse import ClickHouseSink
 from sinks.erasure import erase, suppressed_subjects
-from streams.embedded import refusal_rows
 from streams.kafka import OutputProducer
 from streams.people import PeopleUpdate
 from streams.pipeline import Pipeline
@@ -156,20 +155,13 @@ def create_app(settings: Settings) -> faust.App:
     # acknowledge the batch's inputs (at least once, effects idempotent downstream).
     @app.agent(raw_topic, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for batch in cast(faust.Stream[bytes], stream).take_events(
-            settings.batch_size, within=settings.linger_ms / 1000
-        ):
-            producer = outputs.producer()
-            for event in batch:
-                message = event.message
-                received_at = datetime.fromtimestamp(message.timestamp, UTC)
-                out, carried = pipeline.parse(event.value, source=source_of(message), received_at=received_at)
-                if isinstance(out, FailedEvent):
-                    outputs.fail(out)
-                elif isinstance(out, EventRow):
-                    parsed = ParsedEvent(row=out, raw=carried.decode())
-                    producer.produce(parsed_name, key=out.device_key.encode(), value=parsed.to_json())
-            await producer.flush()
+        await _ingest_loop(
+            cast(faust.Stream[bytes], stream),
+            pipeline=pipeline,
+            settings=settings,
+            outputs=outputs,
+            names=(raw_topic.get_topic_name(), parsed_name),
+        )
 
     @app.agent(parsed_topic, name="sessionize")
     async def sessionize(stream: faust.StreamT[bytes]) -> None:
@@ -221,6 +213,38 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+async def _ingest_loop(
+    stream: faust.Stream[bytes], *, pipeline: Pipeline, settings: Settings, outputs: _Outputs, names: tuple[str, str]
+) -> None:
+    """Stage 1 per batch: parse and validate; rows to ``events.parsed`` keyed by device, failures to the failed
+    stream, and inputs naming an erased id counted as refused."""
+    raw_name, parsed_name = names
+    sink: ClickHouseSink | None = None  # opened when an input first names an erased id
+    try:
+        async for batch in stream.take_events(settings.batch_size, within=settings.linger_ms / 1000):
+            producer = outputs.producer()
+            refused: list[ConsentRefusalRow] = []
+            for event in batch:
+                message = event.message
+                received_at = datetime.fromtimestamp(message.timestamp, UTC)
+                out, carried = pipeline.parse(event.value, source=source_of(message), received_at=received_at)
+                if isinstance(out, FailedEvent):
+                    outputs.fail(out)
+                elif isinstance(out, EventRow):
+                    parsed = ParsedEvent(row=out, raw=carried.decode())
+                    producer.produce(parsed_name, key=out.device_key.encode(), value=parsed.to_json())
+                else:
+                    refused.append(ConsentRefusalRow.of(out))
+            if refused:
+                if sink is None:
+                    sink = await asyncio.to_thread(_open_sink, settings)
+                await _store_refusals(sink, refused, token=f"{raw_name}:refusals:{_batch_range(batch)}")
+            await producer.flush()
+    finally:
+        if sink is not None:
+            await asyncio.to_thread(sink.close)
+
+
 async def _sessionize_loop(
     stream: faust.Stream[bytes],
     *,
@@ -246,53 +270,64 @@ async def _sessionize_loop(
     pipeline.suppressed |= await asyncio.to_thread(suppressed_subjects, sink)
     try:
         async for batch in stream.take_events(settings.batch_size, within=settings.linger_ms / 1000):
-            producer = outputs.producer()
-            out = _SessionizedBatch(producer, outputs, people_topic=people_name, valid_topic=valid_name)
-            for event in batch:
-                devices.partition = event.message.partition
-                if event.value.startswith(ERASE_MARKER):
-                    marker = EraseMarker.from_json(event.value)
-                    pipeline.suppressed.update(marker.subjects)
-                    devices.pop(marker.key, None)
-                    features.pop(marker.key, None)
-                    scoring.forget(set(marker.ids))
-                    continue
-                parsed = ParsedEvent.from_json(event.value)
-                row = pipeline.sessionize(parsed.row, parsed.raw, devices)
-                out.add(
-                    event.message, row, parsed.raw, late=isinstance(row, EventRow) and pipeline.is_late(row, devices)
-                )
-            await out.settle_late(sink, devices)
-            tables, refused = out.tables, out.refused
-            for partition, rows, offsets, token in tables.inserts(parsed_name):
-                fresh, checked = await unstored.filter(sink, partition, rows)
-                features.partition = partition
-                scored = await _score_partition(
-                    scoring, partition=partition, rows=rows, offsets=offsets, fresh=fresh, features=features
-                )
-                for table, records in scored.tables().items():
-                    await _insert_retrying(sink, table, records, f"{token}:{table}")
-                # Checked again under the insert lock when it was checked at all (see insert_absent).
-                store = partial(
-                    sink.insert_absent, "events", fresh, key="message_id", token=token, check=fresh if checked else []
-                )
-                await _retrying(store, table="events", token=token)
-                await asyncio.to_thread(scoring.save, partition, offsets[-1])
-                _publish_scored(producer, scored, alerts=alerts_name, scores=scores_name)
-            await _insert_retrying(
-                sink, "consent_refusals", refusal_rows(refused), f"{parsed_name}:refusals:{_batch_range(batch)}"
-            )
-            # Effects first, state last: a state that remembers an input proves its effects were all made.
-            await producer.flush()
-            features.send_changelog()
-            devices.send_changelog()
+            try:
+                producer = outputs.producer()
+                out = _SessionizedBatch(producer, outputs, people_topic=people_name, valid_topic=valid_name)
+                for event in batch:
+                    devices.partition = event.message.partition
+                    if event.value.startswith(ERASE_MARKER):
+                        marker = EraseMarker.from_json(event.value)
+                        pipeline.suppressed.update(marker.subjects)
+                        devices.pop(marker.key, None)
+                        features.pop(marker.key, None)
+                        scoring.forget(set(marker.ids))
+                        continue
+                    parsed = ParsedEvent.from_json(event.value)
+                    row = pipeline.sessionize(parsed.row, parsed.raw, devices)
+                    out.add(
+                        event.message,
+                        row,
+                        parsed.raw,
+                        late=isinstance(row, EventRow) and pipeline.is_late(row, devices),
+                    )
+                await out.settle_late(sink, devices)
+                tables, refused = out.tables, out.refused
+                for partition, rows, offsets, token in tables.inserts(parsed_name):
+                    fresh, checked = await unstored.filter(sink, partition, rows)
+                    features.partition = partition
+                    scored = await _score_partition(
+                        scoring, partition=partition, rows=rows, offsets=offsets, fresh=fresh, features=features
+                    )
+                    for table, records in scored.tables().items():
+                        await _insert_retrying(sink, table, records, f"{token}:{table}")
+                    # Checked again under the insert lock when it was checked at all (see insert_absent).
+                    store = partial(
+                        sink.insert_absent,
+                        "events",
+                        fresh,
+                        key="message_id",
+                        token=token,
+                        check=fresh if checked else [],
+                    )
+                    await _retrying(store, table="events", token=token)
+                    await asyncio.to_thread(scoring.save, partition, offsets[-1])
+                    _publish_scored(producer, scored, alerts=alerts_name, scores=scores_name)
+                await _store_refusals(sink, refused, token=f"{parsed_name}:refusals:{_batch_range(batch)}")
+                # Effects first, state last: a state that remembers an input proves its effects were all made.
+                await producer.flush()
+                features.send_changelog()
+                devices.send_changelog()
+            except BaseException:  # cancelled at a rebalance, or failing: the replay must find the old states
+                devices.rollback()
+                features.rollback()
+                raise
     finally:
         await asyncio.to_thread(sink.close)
 
 
 class _SessionizedBatch:
     """What a sessionize batch produced, before it is stored: valid rows by partition (also published to
-    ``people`` with the full IP, and to ``events``), refusals by day and purpose, and late rows to settle."""
+    ``people`` with the full IP, and to ``events``), refused inputs, and late rows to settle."""
 
     def __init__(self, producer: OutputProducer, outputs: _Outputs, *, people_topic: str, valid_topic: str) -> None:
         self.producer = producer
@@ -300,7 +335,7 @@ class _SessionizedBatch:
         self.people_topic = people_topic
         self.valid_topic = valid_topic
         self.tables = _PartitionTables()
-        self.refused: Counter[tuple[date, str]] = Counter()
+        self.refused: list[ConsentRefusalRow] = []
         self.late: list[tuple[Any, EventRow, bytes | str]] = []
 
     def add(self, message: Any, out: EventRow | FailedEvent | Refused | None, raw: bytes | str, *, late: bool) -> None:
@@ -309,7 +344,7 @@ class _SessionizedBatch:
         if isinstance(out, FailedEvent):
             self.outputs.fail(out)
         elif isinstance(out, Refused):
-            self.refused[out.event_at.date(), out.purpose] += 1
+            self.refused.append(ConsentRefusalRow.of(out))
         elif late:  # settled against the warehouse at the end of the batch
             self.late.append((message, out, raw))
         else:
@@ -450,7 +485,14 @@ class _Outputs:
 
 class _TableWrites(MutableMapping[str, V]):
     """A table seen by a batch: reads and writes go to its store at once, and its changelog gets one
-    message per key per batch (the last state), on the partition of that key's input, in ``codec``."""
+    message per key per batch (the last state), on the partition of that key's input, in ``codec``.
+
+    The store is this process's memory, and the stages change states in place. A batch that does not finish
+    (Faust cancels the agent at a rebalance and restarts it in the same process) must not leave its changes
+    behind: the restarted agent replays the batch, and a state that already remembers an input would skip it
+    as done. So the first access of a key in a batch keeps the key's state as it was (its wire form), and
+    :meth:`rollback` puts those back; :meth:`send_changelog` ends the batch.
+    """
 
     def __init__(self, table: Any, *, codec: str, revive: Callable[[Any], V]) -> None:
         self.table = table
@@ -458,20 +500,41 @@ class _TableWrites(MutableMapping[str, V]):
         self.revive = revive
         self.partition = 0
         self._touched: dict[str, int] = {}
+        self._before: dict[str, Any] = {}
+
+    def _keep(self, key: str) -> None:
+        if key not in self._before:
+            value = self.table.data.get(key)
+            # A dict is the decoded JSON recovery hands back (never changed in place); an object is copied.
+            self._before[key] = value if value is None or isinstance(value, dict) else orjson.loads(value.to_json())
 
     def __getitem__(self, key: str) -> V:
+        self._keep(key)
         value = self.table.data[key]
         if isinstance(value, dict):  # recovered from the changelog: Faust's recovery hands back decoded JSON
             value = self.table.data[key] = self.revive(value)
         return cast(V, value)
 
     def __setitem__(self, key: str, value: V) -> None:
+        self._keep(key)
         self.table.data[key] = value
         self._touched[key] = self.partition
 
     def __delitem__(self, key: str) -> None:
+        self._keep(key)
         del self.table.data[key]
         self._touched[key] = self.partition
+
+    def rollback(self) -> None:
+        """Undo the unfinished batch: every key it read or wrote gets its state from before the batch."""
+        data = self.table.data
+        for key, before in self._before.items():
+            if before is None:
+                data.pop(key, None)
+            else:
+                data[key] = before  # revived on the next read
+        self._before.clear()
+        self._touched.clear()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.table.data)
@@ -487,6 +550,7 @@ class _TableWrites(MutableMapping[str, V]):
             else:  # erased: a tombstone, so compaction removes the state from the changelog too
                 self.table.send_changelog(partition, key, None, key_serializer="json", value_serializer="raw")
         self._touched.clear()
+        self._before.clear()
 
 
 class PartitionScoring:
@@ -562,6 +626,13 @@ def _open_sink(settings: Settings) -> ClickHouseSink:
     sink.migrate()
     sink.apply_retention(settings.model_dump(include={"retention_days", "failed_retention_days"}))
     return sink
+
+
+async def _store_refusals(sink: ClickHouseSink, rows: list[ConsentRefusalRow], *, token: str) -> None:
+    """Refused inputs not counted yet (by ``source``): a batch replayed after a crash counts once."""
+    if rows:
+        store = partial(sink.insert_absent, "consent_refusals", rows, key="source", token=token)
+        await _retrying(store, table="consent_refusals", token=token)
 
 
 def _batch_range(batch: Sequence[Any]) -> str:

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from models.ingest import DeviceState, settle_late
@@ -87,7 +87,7 @@ class EmbeddedRunner:
         valid: list[EventRow] = []
         late: list[tuple[EventRow, bytes]] = []
         failed: list[FailedEvent] = []
-        refused: Counter[tuple[date, str]] = Counter()
+        refused: list[ConsentRefusalRow] = []
         first = last = ""
         for source, raw in inputs:
             first = first or source
@@ -100,7 +100,7 @@ class EmbeddedRunner:
                 failed.append(out)
                 summary.failed[out.stage] += 1
             elif isinstance(out, Refused):
-                refused[out.event_at.date(), out.purpose] += 1
+                refused.append(ConsentRefusalRow.of(out))
                 summary.refused[out.purpose] += 1
             elif out is None:  # the same input twice: done the first time
                 summary.valid += 1
@@ -157,7 +157,7 @@ class EmbeddedRunner:
         self,
         valid: list[EventRow],
         failed: list[FailedEvent],
-        refused: Counter[tuple[date, str]],
+        refused: list[ConsentRefusalRow],
         first: str,
         last: str,
     ) -> None:
@@ -170,7 +170,7 @@ class EmbeddedRunner:
                 self.sink.write(table, rows)
         self.sink.write("events", valid)
         self.sink.write("failed_events", failed)
-        self.sink.write("consent_refusals", refusal_rows(refused))
+        self.sink.write("consent_refusals", refused)
         try:
             self.sink.flush(token=f"{first}-{last.rsplit(':', 1)[-1]}")
         finally:
@@ -178,10 +178,6 @@ class EmbeddedRunner:
             failed.clear()
             refused.clear()
             gc.collect(1)
-
-
-def refusal_rows(refused: Counter[tuple[date, str]]) -> list[object]:
-    return [ConsentRefusalRow(day=day, purpose=purpose, refused=n) for (day, purpose), n in sorted(refused.items())]
 
 
 @contextmanager

@@ -16,6 +16,7 @@ is tracked per customer, and crossing the threshold raises a retention alert (ma
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,6 +33,9 @@ from schemas.value import CustomerValue, HighValueAlert
 from streams.settings import Settings
 
 _EXPIRE_EVERY = timedelta(hours=1)
+# Inputs (by source) the person stage remembers: more than the device stage can redeliver after a crash (the
+# rows of its unfinished batches, at most batch size x partitions).
+_RECENT_IDS = 50_000
 
 
 def is_order(row: EventRow) -> bool:
@@ -88,9 +92,28 @@ class PeopleStage:
         self._marketing_denied: set[str] = set()
         self._session_of: dict[str, str] = {}
         self._expired_at: datetime | None = None
+        self._seq = 0
+        self._recent: dict[str, None] = {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a checkpoint, also one written before ``_seq`` and ``_recent`` existed."""
+        self.__dict__.update({"_seq": 0, "_recent": {}, **state})
 
     def process(self, row: EventRow) -> PeopleUpdate:
+        """Apply one valid row; a row of an input seen recently (redelivered by the device stage after a crash:
+        same ``source``) is skipped. Two inputs with one ``messageId`` on two devices are two events here, as
+        in the device stage, which de-duplicates per device."""
+        recent = self._recent
+        if row.source in recent:
+            return PeopleUpdate(person_id=row.person_id)
+        recent[row.source] = None
+        if len(recent) > _RECENT_IDS:
+            del recent[next(iter(recent))]
         resolved = self.identity.observe(row)
+        for link in resolved.links:
+            link.seq = self._next_seq()
+        for change in resolved.changes:
+            change.seq = self._next_seq()
         person = resolved.person_id or row.person_id
         update = PeopleUpdate(
             person_id=person, links=resolved.links, changes=resolved.changes, duplicates=resolved.duplicates
@@ -122,6 +145,12 @@ class PeopleStage:
             self.paths.expire(row.event_at)
             self._expired_at = row.event_at
         return update
+
+    def _next_seq(self) -> int:
+        """The decision order of identity records: increasing, and past any earlier run's (a wall-clock floor,
+        in microseconds, since an embedded run starts a fresh stage on the same warehouse)."""
+        self._seq = max(self._seq + 1, time.time_ns() // 1000)
+        return self._seq
 
     def _churn(self, row: EventRow, update: PeopleUpdate) -> None:
         """Churn risk of customers; a retention action when it crosses the threshold, where marketing is allowed."""

@@ -75,14 +75,14 @@ class Pipeline:
         """
         out, carried = self._build.build(raw, source=source, received_at=received_at)
         if isinstance(out, FailedEvent) and self.suppressed and self._names_erased(raw):
-            return Refused(message_id=out.message_id, purpose="erased", event_at=out.received_at), carried
+            return Refused(out.message_id, "erased", out.received_at, source), carried
         return out, carried
 
     def sessionize(
         self, row: EventRow, raw: bytes | str, devices: MutableMapping[str, DeviceState]
     ) -> EventRow | FailedEvent | Refused | None:
         if self.suppressed and self.is_erased(row):
-            return Refused(message_id=row.message_id, purpose="erased", event_at=row.event_at)
+            return Refused(row.message_id, "erased", row.event_at, row.source)
         key = row.device_key
         state, out = self._sessionize(row, raw, devices.get(key))
         devices[key] = state  # reassigned so a Faust table writes its changelog

@@ -89,7 +89,7 @@ def test_any_identity_record_survives_its_wire_form(
 
 def test_identity_link_columns_follow_the_warehouse_conventions() -> None:
     assert IDENTITY_LINK_COLUMNS[:4] == ("anonymous_id", "user_id", "other_anonymous_id", "person_id")
-    assert IDENTITY_LINK_COLUMNS[-2:] == ("linked_at", "schema_version")
+    assert IDENTITY_LINK_COLUMNS[-3:] == ("linked_at", "seq", "schema_version")
 
 
 # -- hashing -------------------------------------------------------------------------------------------

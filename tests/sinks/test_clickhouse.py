@@ -181,3 +181,24 @@ def test_an_ambiguous_insert_is_retried_and_stored_once(warehouse_dsn: str, wind
         sink.insert("events", rows(100), token="events.parsed:0:0-99")
         assert client.inserts == 2  # the failure, then the retry
         assert setup.query("SELECT count(), uniqExact(message_id) FROM events").result_rows == [(stored, 100)]
+
+
+def test_insert_absent_stores_each_key_once_also_within_a_batch(warehouse_dsn: str) -> None:
+    """A refused input redelivered inside one batch (two copies of its source) is counted once."""
+    from datetime import date
+
+    from schemas.privacy import ConsentRefusalRow
+
+    def row(source: str) -> ConsentRefusalRow:
+        return ConsentRefusalRow(day=date(2026, 11, 1), purpose="analytics", refused=1, source=source)
+
+    with ClickHouseSink(dsn=warehouse_dsn) as sink:
+        sink.migrate()
+        first = sink.insert_absent(
+            "consent_refusals", [row("t:0:1"), row("t:0:1"), row("t:0:2")], key="source", token="a"
+        )
+        again = sink.insert_absent("consent_refusals", [row("t:0:2"), row("t:0:3")], key="source", token="b")
+        total = sink.query("SELECT sum(refused), count() FROM consent_refusals").result_rows
+    assert [r.source for r in first] == ["t:0:1", "t:0:2"]
+    assert [r.source for r in again] == ["t:0:3"]
+    assert total == [(3, 3)]

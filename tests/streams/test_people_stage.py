@@ -18,6 +18,7 @@ def orders(n: int) -> list[EventRow]:
         dataclasses.replace(
             EXAMPLE_ROW,
             message_id=f"m{i}",
+            source=f"file:{i}",
             order_id=f"o{i}",
             anonymous_id=f"d{i % 7}",
             person_id=f"d{i % 7}",
@@ -46,26 +47,31 @@ def test_value_is_idempotent_under_redelivery() -> None:
     stage = PeopleStage(Settings())
     rows = orders(14)  # d3 buys o3 and o10
     run(stage, rows)
-    again = stage.process(rows[3])  # o3 redelivered
-    assert again.values[0].person_id == "a:d3"
-    assert again.values[0].frequency == 2
-    assert again.values[0].monetary == (23.0 + 30.0) / 2
+    again = stage.process(rows[3])  # the same row redelivered (after a crash of the device stage): skipped
+    assert (again.values, again.credits, again.links) == ([], [], [])
+    resent = stage.process(dataclasses.replace(rows[3], message_id="m3-resent", source="file:99"))  # o3 again
+    assert resent.values[0].person_id == "a:d3"
+    assert resent.values[0].frequency == 2
+    assert resent.values[0].monetary == (23.0 + 30.0) / 2
 
 
 def test_a_phone_and_a_laptop_become_one_buyer_and_attribution_conserves_revenue() -> None:
     stage = PeopleStage(Settings())
     at = datetime(2026, 11, 1, 9, tzinfo=UTC)
     phone = dataclasses.replace(
-        EXAMPLE_ROW, type="identify", event="", anonymous_id="phone", user_id="ann", person_id="ann", order_id="",
+        EXAMPLE_ROW, message_id="m-phone", source="f:1", type="identify", event="",
+        anonymous_id="phone", user_id="ann", person_id="ann", order_id="",
         revenue=None, session_id="s1", channel="email", campaign="bf", event_at=at,
         traits='{"email": "h1:ann"}',
     )  # fmt: skip
     laptop_visit = dataclasses.replace(
-        EXAMPLE_ROW, type="page", event="", anonymous_id="laptop", person_id="laptop", order_id="", revenue=None,
+        EXAMPLE_ROW, message_id="m-visit", source="f:2", type="page", event="",
+        anonymous_id="laptop", person_id="laptop", order_id="", revenue=None,
         session_id="s2", channel="paid_search", campaign="", event_at=at + timedelta(days=1),
     )  # fmt: skip
     laptop_order = dataclasses.replace(
-        laptop_visit, type="track", event="Order Completed", order_id="o1", revenue=99.99,
+        laptop_visit, message_id="m-order", source="f:3", type="track", event="Order Completed", order_id="o1",
+        revenue=99.99,
         event_at=at + timedelta(days=1, minutes=5), properties='{"email": "h1:ann"}',
     )  # fmt: skip
     update = run(stage, [phone, laptop_visit, laptop_order])
@@ -109,7 +115,8 @@ def test_marketing_denied_people_get_no_alerts() -> None:
     allowed, denied = PeopleStage(Settings()), PeopleStage(Settings())
     rows = [  # enough customers (100) for the detector's top share to mean something
         dataclasses.replace(
-            EXAMPLE_ROW, message_id=f"m{i}", order_id=f"o{i}", anonymous_id=f"d{i % 100}", person_id=f"d{i % 100}",
+            EXAMPLE_ROW, message_id=f"m{i}", source=f"f:{i}", order_id=f"o{i}", anonymous_id=f"d{i % 100}",
+            person_id=f"d{i % 100}",
             session_id=f"s{i}", revenue=20.0 + (i % 100) * 3, event_at=EXAMPLE_ROW.event_at + timedelta(hours=5 * i),
         )
         for i in range(600)

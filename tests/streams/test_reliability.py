@@ -63,15 +63,15 @@ def traffic(events: int, seed: int = 3) -> list[bytes]:
     return out
 
 
-def expected(deployment: Deployment, lines: list[bytes]) -> tuple[int, int]:
-    """(events, failed_events) that embedded mode stores from ``lines``."""
+def expected(deployment: Deployment, lines: list[bytes]) -> tuple[int, int, int]:
+    """(events, failed_events, refused inputs) that embedded mode stores from ``lines``."""
     dsn = f"chdb://{deployment.data_dir / 'warehouse'}?database=expected"
     with ClickHouseSink(dsn=dsn) as sink:
         sink.migrate()
         EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=5000).run(
             ndjson_lines(io.BytesIO(b"\n".join(lines)), "input")
         )
-        return _counts(sink)[0], _counts(sink)[2]
+        return _counts(sink)[0], _counts(sink)[2], _refused(sink)
 
 
 def _counts(sink: ClickHouseSink) -> tuple[int, int, int, int]:
@@ -80,6 +80,19 @@ def _counts(sink: ClickHouseSink) -> tuple[int, int, int, int]:
         " (SELECT count() FROM failed_events), (SELECT uniqExact(source) FROM failed_events)"
     ).result_rows[0]
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+def _refused(sink: ClickHouseSink) -> int:
+    return int(sink.query("SELECT sum(refused) FROM consent_refusals").result_rows[0][0])
+
+
+def _credits(sink: ClickHouseSink) -> tuple[int, int, int]:
+    """(credit rows, distinct credits, distinct conversions) in attribution_credits."""
+    row = sink.query(
+        "SELECT count(), uniqExact(model, conversion_id, touch_index), uniqExact(conversion_id)"
+        " FROM attribution_credits"
+    ).result_rows[0]
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def _values(sink: ClickHouseSink) -> list[tuple[object, ...]]:
@@ -92,7 +105,7 @@ def test_worker_killed_repeatedly_stores_every_event_once(kafka_bootstrap: str, 
     kills = int(os.environ.get("REVSTREAM_CRASH_KILLS", "5"))
     deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=4)
     lines = traffic(events)
-    want_events, want_failed = expected(deployment, lines)
+    want_events, want_failed, want_refused = expected(deployment, lines)
     settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=4)
     ensure_topics(settings)
     assert produce(settings, lines) == len(lines)
@@ -115,19 +128,26 @@ def test_worker_killed_repeatedly_stores_every_event_once(kafka_bootstrap: str, 
 
     with ClickHouseSink(dsn=deployment.dsn) as sink:
         stored, unique, failed, failed_unique = _counts(sink)
+        refused = _refused(sink)
+        credits = _credits(sink)
         kafka_values = _values(sink)
     assert killed >= min(kills, 1)
     assert stored == unique == want_events
     assert failed == failed_unique
     assert failed == want_failed  # late resends included: found in the device memory or in the warehouse
+    assert refused == want_refused > 0  # consent refusals counted once each, replays included
     with ClickHouseSink(dsn=f"chdb://{deployment.data_dir / 'warehouse'}?database=expected") as sink:
         assert kafka_values == _values(sink)  # the value model's state survived the kills: no order twice
+        want_conversions = _credits(sink)[2]
+    # Every order credited, and no credit twice although the device stage redelivered rows to the person stage.
+    assert credits[0] == credits[1]
+    assert credits[2] == want_conversions
 
 
 def test_broker_restart_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
     deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=2)
     lines = traffic(20_000, seed=4)
-    want_events, want_failed = expected(deployment, lines)
+    want_events, want_failed, want_refused = expected(deployment, lines)
     settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=2)
     ensure_topics(settings)
     assert produce(settings, lines) == len(lines)
@@ -144,8 +164,10 @@ def test_broker_restart_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path:
         assert proc.poll() is None  # recovered by itself, no restart
     with ClickHouseSink(dsn=deployment.dsn) as sink:
         stored, unique, failed, failed_unique = _counts(sink)
+        refused = _refused(sink)
     assert stored == unique == want_events
     assert failed == failed_unique == want_failed
+    assert refused == want_refused > 0
 
 
 def test_hostile_input_lands_once_and_fixed_failures_replay_once(kafka_bootstrap: str, tmp_path: Path) -> None:

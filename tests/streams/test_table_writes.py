@@ -1,0 +1,52 @@
+"""The worker's view of a Faust table in a batch: changelog per batch, and rollback of an unfinished batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.ingest import DeviceState, RowBuilder, Sessionizer
+from schemas.records import FailedEvent
+from streams.app import _TableWrites
+from tests.conftest import segment
+
+
+class FakeTable:
+    """Faust's table as the wrapper uses it: ``data`` (the store) and ``send_changelog``."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.sent: list[tuple[int, str, object]] = []
+
+    def send_changelog(self, partition: int, key: str, value: object, **_: object) -> None:
+        self.sent.append((partition, key, value))
+
+
+def _sessionize(devices: _TableWrites[DeviceState], raw: bytes, source: str) -> object:
+    from datetime import UTC, datetime
+
+    row = RowBuilder()(raw, source=source, received_at=datetime(2026, 11, 1, tzinfo=UTC))
+    assert not isinstance(row, FailedEvent)
+    state, out = Sessionizer()(row, raw, devices.get(row.device_key))
+    devices[row.device_key] = state
+    return out
+
+
+def test_an_unfinished_batch_is_rolled_back_and_replays_as_new() -> None:
+    table = FakeTable()
+    devices = _TableWrites(table, codec="json", revive=DeviceState.from_obj)
+    first, second = segment(messageId="m1", anonymousId="d1"), segment(messageId="m2", anonymousId="d1")
+    _sessionize(devices, first, "t:0:1")
+    devices.send_changelog()  # batch 1 done
+    assert [key for _, key, _ in table.sent] == ["d1"]
+
+    _sessionize(devices, second, "t:0:2")  # batch 2: changes d1 in place and creates d2 ...
+    _sessionize(devices, segment(messageId="m3", anonymousId="d2"), "t:0:3")
+    devices.rollback()  # ... and is cancelled before its effects
+    assert set(table.data) == {"d1"}
+    assert set(devices["d1"].seen) == {"m1"}
+    devices.send_changelog()
+    assert len(table.sent) == 1  # nothing of the rolled-back batch reaches the changelog
+
+    again = _sessionize(devices, second, "t:0:2")  # the replay: new, not skipped as done
+    assert again is not None
+    assert set(devices["d1"].seen) == {"m1", "m2"}
