@@ -33,6 +33,9 @@ import mode
 import orjson
 import structlog
 from faust.serializers import codecs
+from faust.types.transports import TransportT
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 from pydantic import ValidationError
 
 from models.ingest import DeviceState, settle_late
@@ -44,6 +47,7 @@ from schemas.records import EventRow, FailedEvent, ParsedEvent, Refused
 from schemas.spend import MarketingSpend, SpendRow
 from sinks.clickhouse import ClickHouseSink
 from sinks.erasure import erase, suppressed_subjects
+from streams import faust_fixes
 from streams.kafka import OutputProducer
 from streams.people import PeopleUpdate
 from streams.pipeline import Pipeline
@@ -77,7 +81,14 @@ def source_of(message: Any) -> str:
 
 
 class RevstreamApp(faust.App):
-    """A Faust app whose agents never outlive an error."""
+    """A Faust app whose agents never outlive an error, with two consumer fixes (:mod:`streams.faust_fixes`)."""
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return faust_fixes.FlowControl(loop=self.loop)
+
+    def _new_transport(self) -> TransportT:
+        return faust_fixes.Transport(self.conf.broker_consumer, self)
 
     async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
         """An agent raised: end the process now, committing nothing more.

@@ -46,7 +46,7 @@ class Deployment:
             "REVSTREAM_CLICKHOUSE_DSN": self.dsn,
             "REVSTREAM_DATA_DIR": str(self.data_dir),
             "REVSTREAM_BATCH_SECONDS": "0.5",
-            "REVSTREAM_LOG_LEVEL": "WARNING",
+            "REVSTREAM_LOG_LEVEL": os.environ.get("REVSTREAM_TEST_WORKER_LOG_LEVEL", "WARNING"),
         }
 
 
