@@ -50,6 +50,8 @@ log = structlog.get_logger(__name__)
 # Check-then-insert must be atomic per process: when Faust cancels an agent (a rebalance), the insert its
 # thread was running still completes, possibly after the restarted agent's check; the lock orders the two.
 _CHECKED_INSERTS = threading.Lock()
+# A worker's agents each open a sink at start-up; one migrates and the others then find nothing to do.
+_MIGRATING = threading.Lock()
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": EVENT_COLUMNS,
@@ -189,6 +191,10 @@ class ClickHouseSink:
 
     def migrate(self) -> list[int]:
         """Apply the migrations not yet recorded; returns the versions applied now."""
+        with _MIGRATING:
+            return self._migrate()
+
+    def _migrate(self) -> list[int]:
         self._client.command(MIGRATIONS_TABLE)
         done = {row[0] for row in self._client.query("SELECT version FROM schema_migrations").result_rows}
         applied = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,21 @@ def test_migrations_are_recorded_and_applied_once(warehouse_dsn: str) -> None:
             r[0] for r in sink.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows
         }
     assert {"events", "failed_events", "schema_migrations"} <= tables
+
+
+def test_sinks_opened_at_once_apply_each_migration_once(warehouse_dsn: str) -> None:
+    """A worker's agents open their sinks together at start-up."""
+
+    def migrate() -> list[int]:
+        with ClickHouseSink(dsn=warehouse_dsn) as sink:
+            return sink.migrate()
+
+    with ThreadPoolExecutor(4) as pool:
+        applied = sorted(v for versions in pool.map(lambda _: migrate(), range(4)) for v in versions)
+    assert applied == [m.version for m in MIGRATIONS]
+    with ClickHouseSink(dsn=warehouse_dsn) as sink:
+        recorded = sink.query("SELECT version, count() FROM schema_migrations GROUP BY version ORDER BY 1")
+        assert recorded.result_rows == [(m.version, 1) for m in MIGRATIONS]
 
 
 def test_rows_round_trip_with_types(warehouse_dsn: str) -> None:
