@@ -120,9 +120,7 @@ class PeopleStage:
         )
         for change in resolved.changes:
             if change.kind == "merge":
-                self.paths.merge(change.old_person_id, change.new_person_id)
-                self.churn.merge(change.old_person_id, change.new_person_id)
-                self.retention.merge(change.old_person_id, change.new_person_id)
+                self._merge(change.old_person_id, change.new_person_id, at=row.event_at, update=update)
         if row.consent.get("marketing", True):  # alerts are marketing: the person's latest consent decides
             self._marketing_denied.discard(person)
         else:
@@ -138,13 +136,27 @@ class PeopleStage:
                 person, conversion_id=row.order_id, revenue=row.revenue, currency=row.currency, at=row.event_at
             )
             values, alerts = self.value(dataclasses.replace(row, person_id=person))
-            update.values = values
-            update.alerts = [a for a in alerts if a.person_id not in self._marketing_denied]
+            update.values += values
+            update.alerts += alerts
+        if update.alerts:
+            update.alerts = [a for a in update.alerts if a.person_id not in self._marketing_denied]
         self._churn(row if row.person_id == person else dataclasses.replace(row, person_id=person), update)
         if self._expired_at is None or row.event_at - self._expired_at >= _EXPIRE_EVERY:
             self.paths.expire(row.event_at)
             self._expired_at = row.event_at
         return update
+
+    def _merge(self, old: str, new: str, *, at: datetime, update: PeopleUpdate) -> None:
+        """Identity merged two persons: the per-person state follows (paths, churn, value)."""
+        self.paths.merge(old, new)
+        self.churn.merge(old, new)
+        self.retention.merge(old, new)
+        if self.value_model.merge_one(old, new):
+            self.detector.forget_one(old)
+            value = self.value_model.predict_one({"person_id": new, "at": at})
+            update.values.append(value)
+            alert = self.detector.process_one(value)
+            update.alerts += [alert] if alert is not None else []
 
     def _next_seq(self) -> int:
         """The decision order of identity records: increasing, and past any earlier run's (a wall-clock floor,

@@ -204,6 +204,22 @@ class CustomerValueModel:
         at_ms = _epoch_ms(at)
         self.clock_ms = at_ms if self.clock_ms is None else max(self.clock_ms, at_ms)
 
+    def merge_one(self, old: str, new: str) -> bool:
+        """Identity merged person ``old`` into ``new``: ``new`` keeps both summaries' orders. True if ``old``
+        had a summary. A later split does not divide it again (orders do not record their device)."""
+        summary = self.summaries.get(old)
+        if summary is None or old == new:
+            return False
+        self.forget_one(old)
+        existing = self.summaries.get(new)
+        if existing is None:
+            self.summaries[new] = summary
+            self._slot[new] = len(self._ids)
+            self._ids.append(new)
+        else:
+            self.summaries[new] = existing.merged(summary)
+        return True
+
     def forget_one(self, person_id: str) -> bool:
         """Erase a person's summary (privacy erasure); True if there was one. Fitted parameters stay."""
         if self.summaries.pop(person_id, None) is None:

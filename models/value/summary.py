@@ -64,6 +64,27 @@ class CustomerSummary:
             recent_order_ids=ids,
         )
 
+    def merged(self, other: CustomerSummary) -> CustomerSummary:
+        """One person's summary from two that identity found to be the same person (the first order is the
+        earlier of the two first orders; recent ids keep this summary's, then ``other``'s).
+
+        >>> a = CustomerSummary.first_order(at_ms=5 * DAY_MS, revenue=20.0, order_id="a")
+        >>> b = CustomerSummary.first_order(at_ms=2 * DAY_MS, revenue=70.0, order_id="b")
+        >>> m = a.merged(b)
+        >>> m.orders, m.revenue, m.first_revenue, m.t_x_days, m.recent_order_ids
+        (2, 90.0, 70.0, 3.0, ('a', 'b'))
+        """
+        earlier = other if other.first_ms < self.first_ms else self
+        ids = (*self.recent_order_ids, *(i for i in other.recent_order_ids if i not in self.recent_order_ids))
+        return CustomerSummary(
+            first_ms=earlier.first_ms,
+            last_ms=max(self.last_ms, other.last_ms),
+            orders=self.orders + other.orders,
+            revenue=self.revenue + other.revenue,
+            first_revenue=earlier.first_revenue,
+            recent_order_ids=ids[-RECENT_ORDER_IDS:],
+        )
+
     @property
     def repeat_purchases(self) -> int:
         """BG/NBD ``x``: orders after the first."""

@@ -221,6 +221,23 @@ def test_replayed_and_unusable_orders_are_counted_not_learned() -> None:
     assert model.skipped == {"duplicate": 1, "revenue": 3, "person": 1, "currency": 1}
 
 
+def test_merging_people_keeps_every_order_under_the_merged_person() -> None:
+    model = CustomerValueModel(seed=3)
+    for person, day, order_id in [("a", 0, "o1"), ("b", 2, "o2"), ("c", 3, "o3"), ("b", 4, "o4")]:
+        model.learn_one(order(person, day, order_id=order_id))
+    assert model.merge_one("b", "a")  # into a customer
+    assert model.merge_one("c", "d")  # into a new id
+    assert not model.merge_one("x", "a")  # nothing to move
+    assert {p: s.orders for p, s in model.summaries.items()} == {"a": 3, "d": 1}
+    assert sorted(model._ids) == ["a", "d"]
+    assert all(model._ids[model._slot[p]] == p for p in model._ids)
+    assert model.summaries["a"].has_order("o4")
+    model.learn_one(order("a", 5, order_id="o4"))  # a replay of b's order is still recognised
+    assert model.skipped == {"duplicate": 1}
+    model.learn_one(order("d", 6, order_id="o5"))  # RFM sampling draws from the ids that are left
+    assert model.summaries["d"].orders == 2
+
+
 def test_other_currencies_are_converted() -> None:
     model = CustomerValueModel(fx_rates={"EUR": 0.8})
     model.learn_one(order("a", 0, revenue=40.0, currency="EUR"))

@@ -87,6 +87,33 @@ def test_a_phone_and_a_laptop_become_one_buyer_and_attribution_conserves_revenue
     assert [v.person_id for v in update.values] == ["u:ann"]
 
 
+def test_a_merge_after_orders_moves_the_value_to_the_merged_person() -> None:
+    """The laptop buys as an anonymous person, ann buys on her phone; then she logs in on the laptop."""
+    stage = PeopleStage(Settings())
+    at = datetime(2026, 11, 1, 9, tzinfo=UTC)
+    order = dataclasses.replace(EXAMPLE_ROW, type="track", event="Order Completed", user_id="", traits="")
+    laptop_order = dataclasses.replace(
+        order, message_id="l1", source="f:1", anonymous_id="laptop", person_id="laptop", order_id="o-laptop",
+        revenue=30.0, session_id="s1", event_at=at,
+    )  # fmt: skip
+    phone_order = dataclasses.replace(
+        order, message_id="p1", source="f:2", anonymous_id="phone", user_id="ann", person_id="ann",
+        order_id="o-phone", revenue=50.0, session_id="s2", event_at=at + timedelta(days=2),
+    )  # fmt: skip
+    login = dataclasses.replace(
+        EXAMPLE_ROW, message_id="l2", source="f:3", type="identify", event="", anonymous_id="laptop",
+        user_id="ann", person_id="ann", order_id="", revenue=None, session_id="s3", traits="",
+        event_at=at + timedelta(days=3),
+    )  # fmt: skip
+    run(stage, [laptop_order, phone_order])
+    assert stage.value_model.predict_one({"person_id": "a:laptop"}).frequency == 1
+    update = stage.process(login)
+    assert stage.identity.person_of("laptop") == "u:ann"
+    assert [(v.person_id, v.frequency, v.monetary) for v in update.values] == [("u:ann", 2, 40.0)]
+    assert stage.value_model.predict_one({"person_id": "a:laptop"}).frequency == 0
+    assert {v.person_id for v in stage.value_model.values()} == {"u:ann"}
+
+
 def test_forget_removes_the_person_everywhere() -> None:
     stage = PeopleStage(Settings())
     run(stage, orders(14))
