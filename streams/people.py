@@ -16,6 +16,7 @@ is tracked per customer, and crossing the threshold raises a retention alert (ma
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -81,7 +82,11 @@ class PeopleStage:
     """Identity -> attribution -> value, for every valid row in arrival order."""
 
     def __init__(self, settings: Settings) -> None:
-        self.identity = IdentityResolver()
+        off = not settings.identity_probabilistic
+        self.identity = IdentityResolver(
+            device_threshold=math.inf if off else settings.identity_device_threshold,
+            trait_threshold=math.inf if off else settings.identity_trait_threshold,
+        )
         self.paths = TouchpointPaths()
         self.value_model = CustomerValueModel(
             horizon_days=settings.value_horizon_days, currency=settings.value_currency, fx_rates=settings.fx_rate_map

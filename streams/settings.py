@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     churn_alert_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
         0.9, description="a customer whose churn risk reaches this gets a retention action (with a cooldown)"
     )
+    identity_device_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.8, description="two devices are one person at this posterior match probability or above"
+    )
+    identity_trait_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.99, description="a guest or anonymous profile joins a customer whose traits match with this probability"
+    )
+    identity_probabilistic: bool = Field(
+        True, description="link devices and traits probabilistically; false: deterministic links only"
+    )
     challenger_share: Annotated[float, Field(ge=0, le=1)] = Field(
         0.1, description="share of sessions (by hash) scored by the XGBoost challenger as an A/B test"
     )

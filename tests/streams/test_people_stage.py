@@ -153,3 +153,9 @@ def test_marketing_denied_people_get_no_alerts() -> None:
     assert alerts  # the control: the same orders raise high-value alerts when marketing is allowed
     assert refused.alerts == []
     assert len(refused.values) == len(run(PeopleStage(Settings()), rows).values)  # value itself is analytics
+
+
+def test_identity_thresholds_come_from_settings() -> None:
+    assert PeopleStage(Settings(identity_device_threshold=0.9)).identity.device_threshold == 0.9
+    off = PeopleStage(Settings(identity_probabilistic=False)).identity
+    assert off.device_threshold == off.trait_threshold == float("inf")
