@@ -81,7 +81,7 @@ def source_of(message: Any) -> str:
 
 
 class RevstreamApp(faust.App):
-    """A Faust app whose agents never outlive an error, with two consumer fixes (:mod:`streams.faust_fixes`)."""
+    """A Faust app whose agents never outlive an error, with the consumer fixes of :mod:`streams.faust_fixes`."""
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
