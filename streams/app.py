@@ -309,6 +309,8 @@ async def _sessionize_loop(
                     scored = await _score_partition(
                         scoring, partition=partition, rows=rows, offsets=offsets, fresh=fresh, features=features
                     )
+                    # Scores go out first: the topic is what reacts in real time (a replay publishes again).
+                    _publish_scored(producer, scored, alerts=alerts_name, scores=scores_name)
                     for table, records in scored.tables().items():
                         await _insert_retrying(sink, table, records, f"{token}:{table}")
                     # Checked again under the insert lock when it was checked at all (see insert_absent).
@@ -322,7 +324,6 @@ async def _sessionize_loop(
                     )
                     await _retrying(store, table="events", token=token)
                     await asyncio.to_thread(scoring.save, partition, offsets[-1])
-                    _publish_scored(producer, scored, alerts=alerts_name, scores=scores_name)
                 await _store_refusals(sink, refused, token=f"{parsed_name}:refusals:{_batch_range(batch)}")
                 # Effects first, state last: a state that remembers an input proves its effects were all made.
                 await producer.flush()
