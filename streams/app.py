@@ -20,7 +20,6 @@ import asyncio
 import itertools
 import logging
 import os
-import pickle
 from collections import defaultdict
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from datetime import UTC, datetime
@@ -48,8 +47,9 @@ from schemas.spend import MarketingSpend, SpendRow
 from sinks.clickhouse import ClickHouseSink
 from sinks.erasure import erase, suppressed_subjects
 from streams import faust_fixes
+from streams.checkpoint import Checkpoint, Effect
 from streams.kafka import OutputProducer
-from streams.people import PeopleUpdate
+from streams.people import PeopleStage, PeopleUpdate
 from streams.pipeline import Pipeline
 from streams.scoring import ScoringStage, ScoringUpdate
 from streams.settings import Settings
@@ -274,7 +274,7 @@ async def _sessionize_loop(
     carries the truncated one.
     """
     parsed_name, valid_name, people_name = names
-    alerts_name, scores_name = settings.topic("alerts"), settings.topic("scores")
+    topics = published_topics(settings)
     # Rows go to ClickHouse from here, in the same batch: re-consuming them from the ``events`` topic cost
     # a third of the worker's CPU. ``events`` is still published, for downstream consumers.
     sink = await asyncio.to_thread(_open_sink, settings)
@@ -303,16 +303,20 @@ async def _sessionize_loop(
                     )
                 await out.settle_late(sink, devices)
                 tables, refused = out.tables, out.refused
+                made: list[tuple[int, int]] = []
                 for partition, rows, offsets, token in tables.inserts(parsed_name):
+                    await _make(sink, scoring.redo(partition), (producer, topics))
                     fresh, checked = await unstored.filter(sink, partition, rows)
                     features.partition = partition
                     scored = await _score_partition(
                         scoring, partition=partition, rows=rows, offsets=offsets, fresh=fresh, features=features
                     )
                     # Scores go out first: the topic is what reacts in real time (a replay publishes again).
-                    _publish_scored(producer, scored, alerts=alerts_name, scores=scores_name)
-                    for table, records in scored.tables().items():
-                        await _insert_retrying(sink, table, records, f"{token}:{table}")
+                    effects = _effects(scored.tables(), token)
+                    _publish(producer, effects, topics)
+                    await asyncio.to_thread(scoring.save, partition, offsets[-1], effects)
+                    await _make(sink, effects)
+                    made.append((partition, offsets[-1]))
                     # Checked again under the insert lock when it was checked at all (see insert_absent).
                     store = partial(
                         sink.insert_absent,
@@ -323,10 +327,11 @@ async def _sessionize_loop(
                         check=fresh if checked else [],
                     )
                     await _retrying(store, table="events", token=token)
-                    await asyncio.to_thread(scoring.save, partition, offsets[-1])
                 await _store_refusals(sink, refused, token=f"{parsed_name}:refusals:{_batch_range(batch)}")
                 # Effects first, state last: a state that remembers an input proves its effects were all made.
                 await producer.flush()
+                for partition, offset in made:
+                    scoring.done(partition, offset)
                 features.send_changelog()
                 devices.send_changelog()
             except BaseException:  # cancelled at a rebalance, or failing: the replay must find the old states
@@ -401,11 +406,46 @@ async def _score_partition(
     return stage.process_batch(todo, features, clock=lambda: datetime.now(UTC))
 
 
-def _publish_scored(producer: OutputProducer, scored: ScoringUpdate, *, alerts: str, scores: str) -> None:
-    for alert in scored.alerts:
-        producer.produce(alerts, key=alert.person_id.encode(), value=alert.to_json())
-    for score in scored.scores:
-        producer.produce(scores, key=score.session_id.encode(), value=score.to_json())
+# Tables whose rows are also published: the topic (before the prefix) and the field that keys the message.
+_PUBLISHED = {
+    "scores": ("scores", "session_id"),
+    "alerts": ("alerts", "person_id"),
+    "high_value_alerts": ("alerts", "person_id"),
+    "identity_links": ("identity.links", "person_id"),
+    "attribution_credits": ("attribution", "person_id"),
+}
+
+
+def _effects(tables: dict[str, list[object]], token: str) -> list[Effect]:
+    """A batch's inserts, one per non-empty table, each with the batch token and its table name."""
+    return [Effect(table, rows, f"{token}:{table}") for table, rows in tables.items() if rows]
+
+
+Topics = dict[str, tuple[str, str]]
+
+
+def published_topics(settings: Settings) -> Topics:
+    """Table -> (topic name, key field) of the tables whose rows are also published."""
+    return {table: (settings.topic(topic), key) for table, (topic, key) in _PUBLISHED.items()}
+
+
+def _publish(producer: OutputProducer, effects: list[Effect], topics: Topics) -> None:
+    for effect in effects:
+        if effect.table in topics:
+            name, key = topics[effect.table]
+            for row in effect.rows:
+                producer.produce(name, key=getattr(row, key).encode(), value=row.to_json())
+
+
+async def _make(
+    sink: ClickHouseSink, effects: list[Effect], publish: tuple[OutputProducer, Topics] | None = None
+) -> None:
+    """Insert each effect (its token makes a repeat a no-op); with ``publish``, publish them first (a redo)."""
+    if publish is not None:
+        producer, topics = publish
+        _publish(producer, effects, topics)
+    for effect in effects:
+        await _insert_retrying(sink, effect.table, effect.rows, effect.token)
 
 
 async def _people_loop(
@@ -416,16 +456,18 @@ async def _people_loop(
     people_name: str,
     output: Callable[[], OutputProducer],
 ) -> None:
-    """The person-level stage (:mod:`streams.people`) on its one partition; checkpointed after each batch."""
+    """The person-level stage (:mod:`streams.people`) on its one partition; checkpointed with each batch's
+    effects before they are made (see :mod:`streams.checkpoint`)."""
     checkpoint = PeopleCheckpoint(settings.data_dir / "people-checkpoint.pickle")
-    last_offset = checkpoint.restore(pipeline)
+    last_offset, redo = checkpoint.restore(pipeline)
     sink = await asyncio.to_thread(_open_sink, settings)
-    topics = {
-        "identity_links": settings.topic("identity.links"),
-        "attribution_credits": settings.topic("attribution"),
-        "high_value_alerts": settings.topic("alerts"),
-    }
+    topics = published_topics(settings)
     try:
+        if redo:
+            producer = output()
+            await _make(sink, redo, (producer, topics))
+            await producer.flush()
+            checkpoint.done(last_offset)
         async for batch in stream.take_events(settings.batch_size, within=0.5):
             fresh = [e for e in batch if e.message.offset > last_offset]
             if not fresh:
@@ -438,44 +480,39 @@ async def _people_loop(
                     continue
                 update.extend(pipeline.people.process(EventRow.from_json(event.value)))
             first, last_offset = fresh[0].message.offset, fresh[-1].message.offset
-            token = f"{people_name}:0:{first}-{last_offset}"
+            effects = _effects(update.tables(), f"{people_name}:0:{first}-{last_offset}")
             producer = output()
-            for table, rows in update.tables().items():
-                if rows:
-                    await _insert_retrying(sink, table, rows, token)
-                    for row in rows if table in topics else ():
-                        producer.produce(topics[table], key=None, value=cast(Any, row).to_json())
+            _publish(producer, effects, topics)
+            await asyncio.to_thread(checkpoint.save, pipeline, last_offset, effects)
+            await _make(sink, effects)
             await producer.flush()
-            await asyncio.to_thread(checkpoint.save, pipeline, last_offset)
+            checkpoint.done(last_offset)
     finally:
         await asyncio.to_thread(sink.close)
 
 
 class PeopleCheckpoint:
-    """The person-level stage on disk, with the last ``people`` offset it includes.
-
-    Written atomically (temporary file, then rename) after every batch, so a killed worker restarts from
-    the last complete batch and rows at or below the saved offset are not applied twice. The file is this
-    worker's own state in its data directory, never data from a topic, so pickle is safe here.
-    """
+    """The person-level stage on disk (a :class:`~streams.checkpoint.Checkpoint`): the stage, the last
+    ``people`` offset it includes, and that batch's effects. Rows at or below the offset are not applied
+    twice, and effects a kill interrupted are made on restart."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.checkpoint: Checkpoint[PeopleStage] = Checkpoint(path)
 
-    def restore(self, pipeline: Pipeline) -> int:
-        if not self.path.exists():
-            return -1
-        with self.path.open("rb") as f:
-            people, offset = pickle.load(f)  # noqa: S301 - our own file, see the class docstring
-        pipeline.people = people
-        log.info("person-level state restored", path=str(self.path), offset=offset)
-        return int(offset)
+    def restore(self, pipeline: Pipeline) -> tuple[int, list[Effect]]:
+        """Put the saved stage into ``pipeline``; returns its offset (-1 without a file) and the effects to redo."""
+        restored = self.checkpoint.load()
+        if restored is None:
+            return -1, []
+        pipeline.people = restored.state
+        log.info("person-level state restored", path=str(self.checkpoint.path), offset=restored.offset)
+        return restored.offset, restored.redo
 
-    def save(self, pipeline: Pipeline, offset: int) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("wb") as f:
-            pickle.dump((pipeline.people, offset), f, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(self.path)
+    def save(self, pipeline: Pipeline, offset: int, effects: list[Effect]) -> None:
+        self.checkpoint.save(pipeline.people, offset, effects)
+
+    def done(self, offset: int) -> None:
+        self.checkpoint.done(offset)
 
 
 class _Outputs:
@@ -567,41 +604,46 @@ class _TableWrites(MutableMapping[str, V]):
 
 class PartitionScoring:
     """The scoring state of each input partition (:class:`~streams.scoring.ScoringStage`) and the last
-    offset it includes, checkpointed per partition in the data directory after each batch (atomic rename;
-    our own files, so pickle is safe). A replayed row at or below that offset was scored already."""
+    offset it includes, checkpointed per partition with the batch's effects before they are made (see
+    :mod:`streams.checkpoint`). A replayed row at or below that offset was scored already."""
 
     def __init__(self, pipeline: Pipeline, data_dir: Path) -> None:
         self.pipeline = pipeline
         self.data_dir = data_dir
         self._stages: dict[int, tuple[ScoringStage, int]] = {}
+        self._redo: dict[int, list[Effect]] = {}
 
-    def _path(self, partition: int) -> Path:
-        return self.data_dir / f"scoring-p{partition}.pickle"
+    def _checkpoint(self, partition: int) -> Checkpoint[ScoringStage]:
+        return Checkpoint(self.data_dir / f"scoring-p{partition}.pickle")
 
     def get(self, partition: int) -> tuple[ScoringStage, int]:
         if partition not in self._stages:
-            path = self._path(partition)
-            if path.exists():
-                with path.open("rb") as f:
-                    stage, offset = pickle.load(f)  # noqa: S301 - our own file, see the class docstring
+            restored = self._checkpoint(partition).load()
+            if restored is None:
+                self._stages[partition] = (self.pipeline.scoring_stage(), -1)
             else:
-                stage, offset = self.pipeline.scoring_stage(), -1
-            self._stages[partition] = (stage, offset)
+                self._stages[partition] = (restored.state, restored.offset)
+                self._redo[partition] = restored.redo
         stage, offset = self._stages[partition]
         stage.reload_challenger()
         return stage, offset
 
-    def save(self, partition: int, offset: int) -> None:
+    def redo(self, partition: int) -> list[Effect]:
+        """The effects of the partition's checkpointed batch that a kill may have interrupted (once)."""
+        self.get(partition)
+        return self._redo.pop(partition, [])
+
+    def save(self, partition: int, offset: int, effects: list[Effect]) -> None:
         stage, _ = self._stages[partition]
         self._stages[partition] = (stage, offset)
-        path = self._path(partition)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as f:
-            pickle.dump((stage, offset), f, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
+        self._checkpoint(partition).save(stage, offset, effects)
+
+    def done(self, partition: int, offset: int) -> None:
+        self._checkpoint(partition).done(offset)
 
     def reset(self) -> None:
         self._stages.clear()  # a partition that comes back is read from its file again
+        self._redo.clear()
 
     def forget(self, ids: set[str]) -> None:
         for stage, _ in self._stages.values():

@@ -72,6 +72,34 @@ def lags(deployment: Deployment) -> dict[str, int]:
         consumer.close()
 
 
+def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
+    """Every message on ``topic`` (all partitions, from the start) as ``(key, value)``."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"read-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        out, ended, deadline = [], set(), time.monotonic() + timeout
+        while len(ended) < len(partitions) and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error():
+                ended.add(message.partition())
+                continue
+            out.append((message.key(), message.value()))
+        return out
+    finally:
+        consumer.close()
+
+
 @contextmanager
 def worker(
     deployment: Deployment, log: Path, *, env: dict[str, str] | None = None

@@ -29,7 +29,7 @@ def assignment(data_dir: Path) -> dict[str, str] | None:
     if not path.exists():
         return None
     with path.open("rb") as f:
-        people, _ = pickle.load(f)  # our own test's checkpoint
+        people, *_ = pickle.load(f)  # our own test's checkpoint
     return dict(people.identity.assignment())
 
 

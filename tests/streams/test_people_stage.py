@@ -127,15 +127,15 @@ def test_checkpoint_round_trip_keeps_what_the_stage_learned(tmp_path: Path) -> N
     first = Pipeline(Settings())
     run(first.people, orders(30))
     checkpoint = PeopleCheckpoint(tmp_path / "people.pickle")
-    checkpoint.save(first, offset=29)
+    checkpoint.save(first, 29, [])
     restored = Pipeline(Settings())
-    assert checkpoint.restore(restored) == 29
+    assert checkpoint.restore(restored) == (29, [])
     for person in ("a:d0", "a:d3", "a:d6"):
         assert restored.people.value_model.predict_one({"person_id": person}) == first.people.value_model.predict_one(
             {"person_id": person}
         )
     assert restored.people.identity.assignment() == first.people.identity.assignment()
-    assert PeopleCheckpoint(tmp_path / "missing.pickle").restore(Pipeline(Settings())) == -1
+    assert PeopleCheckpoint(tmp_path / "missing.pickle").restore(Pipeline(Settings())) == (-1, [])
 
 
 def test_marketing_denied_people_get_no_alerts() -> None:

@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import orjson
 import pytest
 
 from sinks import ClickHouseSink
+from streams.checkpoint import Checkpoint
 from streams.embedded import EmbeddedRunner, ndjson_lines
 from streams.kafka import ensure_topics, produce
 from streams.pipeline import Pipeline
@@ -99,6 +101,26 @@ def _values(sink: ClickHouseSink) -> list[tuple[object, ...]]:
     return list(sink.query("SELECT person_id, frequency FROM customer_value FINAL ORDER BY person_id").result_rows)
 
 
+# The identity of a row in the output tables checked for duplicates.
+_KEYS = {
+    "scores": ("message_id", "model"),
+    "sessions": ("session_id",),
+    "alerts": ("alert_id",),
+    "identity_links": ("person_id", "anonymous_id", "user_id", "other_anonymous_id", "method"),
+    "attribution_credits": ("model", "conversion_id", "touch_index"),
+}
+
+
+def _stored_keys(sink: ClickHouseSink, table: str) -> Counter[tuple[object, ...]]:
+    columns = ", ".join(_KEYS[table])
+    return Counter(tuple(r) for r in sink.query(f"SELECT {columns} FROM {table}").result_rows)
+
+
+def _most_repeated(sink: ClickHouseSink) -> dict[str, int]:
+    """The most copies of one row in each output table (1 when no row is there twice)."""
+    return {table: max(_stored_keys(sink, table).values(), default=0) for table in _KEYS}
+
+
 @pytest.mark.timeout(1500)  # 100k events through every model at ~450/s on 2 cores, plus 5 restarts
 def test_worker_killed_repeatedly_stores_every_event_once(kafka_bootstrap: str, tmp_path: Path) -> None:
     events = int(os.environ.get("REVSTREAM_CRASH_EVENTS", "100000"))
@@ -131,7 +153,9 @@ def test_worker_killed_repeatedly_stores_every_event_once(kafka_bootstrap: str, 
         refused = _refused(sink)
         credits = _credits(sink)
         kafka_values = _values(sink)
+        repeated = _most_repeated(sink)
     assert killed >= min(kills, 1)
+    assert set(repeated.values()) == {1}, repeated  # scores, sessions, alerts, links, credits: once each
     assert stored == unique == want_events
     assert failed == failed_unique
     assert failed == want_failed  # late resends included: found in the device memory or in the warehouse
@@ -199,3 +223,83 @@ def test_hostile_input_lands_once_and_fixed_failures_replay_once(kafka_bootstrap
         after = _counts(sink)
     assert after[0] == after[1] == stored + repaired, after  # each fixed event stored once
     assert after[2] == after[3] == failed + 2 * len(fixed) - repaired, after  # later copies: recorded duplicates
+
+
+# Loaded by the worker (PYTHONPATH) to kill it inside the window the redo log covers: after the Nth checkpoint
+# save of a batch with effects on ``table``, and after that batch's first effect insert - so one table of the
+# batch is stored and the others are not. It names the checkpoint in ``killed`` first.
+_KILL_INSIDE_THE_BATCH = """
+import os, signal
+from pathlib import Path
+
+prefix, table, nth = os.environ["REVSTREAM_TEST_KILL"].split(":")
+from sinks import clickhouse
+from streams import checkpoint
+
+seen = []
+armed = []
+save, insert = checkpoint.Checkpoint.save, clickhouse.ClickHouseSink.insert
+
+def saving(self, state, offset, effects):
+    save(self, state, offset, effects)
+    if self.path.name.startswith(prefix) and table in [e.table for e in effects] and len(effects) > 1:
+        seen.append(offset)
+        if len(seen) == int(nth):
+            armed.append(effects[0].token)
+            Path(os.environ["REVSTREAM_DATA_DIR"], "killed").write_text(str(self.path))
+
+def inserting(self, table, rows, *, token):
+    insert(self, table, rows, token=token)
+    if armed and token == armed[0]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoint.Checkpoint.save = saving
+clickhouse.ClickHouseSink.insert = inserting
+"""
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    "kill", ["scoring-p:sessions:3", "people-checkpoint:attribution_credits:2"], ids=["scoring", "people"]
+)
+def test_a_kill_between_a_checkpoint_and_its_effects_is_redone_once(
+    kafka_bootstrap: str, tmp_path: Path, kill: str
+) -> None:
+    """The worker is killed after a stage saved a batch's state and made the first of its inserts: the
+    restarted worker makes the others from the checkpoint, and nothing is stored twice."""
+    deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=2)
+    lines = traffic(6000, seed=5)
+    want_events, _, _ = expected(deployment, lines)
+    settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=2)
+    ensure_topics(settings)
+    assert produce(settings, lines) == len(lines)
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(_KILL_INSIDE_THE_BATCH)
+    env = {**deployment.env, "REVSTREAM_BATCH_SIZE": "200"}
+    log = tmp_path / "worker.log"
+    with worker(
+        deployment, log, env={**env, "PYTHONPATH": f"{inject}{os.pathsep}{ROOT}", "REVSTREAM_TEST_KILL": kill}
+    ) as proc:
+        assert proc.wait(timeout=300) == -signal.SIGKILL, log.read_text()[-3000:]
+    restored = Checkpoint[object](Path((tmp_path / "killed").read_text())).load()
+    assert restored is not None
+    checked = [e for e in restored.redo if e.table in _KEYS]
+    assert len(checked) >= 2, [e.table for e in restored.redo]
+    keys = {e.table: Counter(tuple(getattr(r, c) for c in _KEYS[e.table]) for r in e.rows) for e in checked}
+    with ClickHouseSink(dsn=deployment.dsn) as sink:
+        before = {table: _stored_keys(sink, table) for table in keys}
+    first = restored.redo[0].table
+    for table, want in keys.items():  # the first insert made, the others not
+        assert all(before[table][k] == (table == first) for k in want), table
+
+    with worker(deployment, log, env=env) as proc:
+        wait_drained(deployment, proc, log, timeout=300)
+    with ClickHouseSink(dsn=deployment.dsn) as sink:
+        stored, unique, _, _ = _counts(sink)
+        after = {table: _stored_keys(sink, table) for table in _KEYS}
+        repeated = _most_repeated(sink)
+    assert stored == unique == want_events
+    for table, want in keys.items():  # the redo made the rest, and the first was not stored again
+        assert all(after[table][k] == 1 for k in want), table
+    assert set(repeated.values()) == {1}, repeated
