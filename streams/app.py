@@ -328,7 +328,8 @@ async def _sessionize_loop(
                     )
                     await _retrying(store, table="events", token=token)
                 await _store_refusals(sink, refused, token=f"{parsed_name}:refusals:{_batch_range(batch)}")
-                # Effects first, state last: a state that remembers an input proves its effects were all made.
+                # Published outputs are durable before the batches are marked done (else a restart redoes them)
+                # and before the device states' changelogs (else it replays them).
                 await producer.flush()
                 for partition, offset in made:
                     scoring.done(partition, offset)
