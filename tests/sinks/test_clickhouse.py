@@ -8,6 +8,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from schemas import ConfigError, FailedEvent, SinkError
 from schemas.records import EXAMPLE_ROW
 from sinks import MIGRATIONS, ClickHouseSink, connect
+from sinks.clickhouse import TABLE_COLUMNS
 
 
 def rows(n: int, prefix: str = "m") -> list[object]:
@@ -82,6 +84,13 @@ class FlakyClient:
         self.failures = failures
         self.error = error
         self.attempts: list[dict[str, Any]] = []
+        self.describes: list[str] = []
+
+    def query(self, sql: str, **_: Any) -> SimpleNamespace:
+        """``DESCRIBE TABLE t``: every column a String."""
+        table = sql.rsplit(maxsplit=1)[-1]
+        self.describes.append(table)
+        return SimpleNamespace(result_rows=[(c, "String", "") for c in TABLE_COLUMNS[table]])
 
     def insert(self, table: str, data: list[Any], **kwargs: Any) -> None:
         self.attempts.append({"table": table, "rows": len(data), **kwargs})
@@ -100,6 +109,23 @@ def test_connection_errors_retry_with_backoff_and_the_same_token() -> None:
     assert sleeps == [0.5, 1.0]
     assert [a["settings"]["insert_deduplication_token"] for a in client.attempts] == ["tok"] * 3
     assert all(a["settings"]["async_insert"] == 0 for a in client.attempts)
+
+
+def test_column_types_are_read_once_per_table() -> None:
+    client = FlakyClient(0, OperationalError("unused"))
+    sink = ClickHouseSink(client=client)  # type: ignore[arg-type]
+    for token in ("a", "b", "c"):
+        sink.insert("events", rows(2), token=token)
+    sink.insert("failed_events", [], token="d")
+    assert client.describes == ["events", "failed_events"]
+    assert client.attempts[-2]["column_type_names"] == ["String"] * len(TABLE_COLUMNS["events"])
+
+
+def test_a_table_missing_a_column_names_it_and_the_fix(tmp_path: Path) -> None:
+    with ClickHouseSink(dsn=f"chdb://{tmp_path / 'wh'}") as sink:
+        sink.command("CREATE TABLE events (message_id String) ENGINE = MergeTree ORDER BY message_id")
+        with pytest.raises(SinkError, match="table events has no column 'type': run the migrations"):
+            sink.insert("events", rows(1), token="t")
 
 
 def test_retries_give_up_with_sink_error_and_backpressure_hint() -> None:
