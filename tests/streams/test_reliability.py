@@ -76,6 +76,18 @@ def expected(deployment: Deployment, lines: list[bytes]) -> tuple[int, int, int]
         return _counts(sink)[0], _counts(sink)[2], _refused(sink)
 
 
+def deploy(
+    kafka_bootstrap: str, tmp_path: Path, lines: list[bytes], *, partitions: int
+) -> tuple[Deployment, tuple[int, int, int]]:
+    """A fresh deployment with ``lines`` on its raw topic, and what embedded mode stores from them."""
+    deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=partitions)
+    want = expected(deployment, lines)
+    settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=partitions)
+    ensure_topics(settings)
+    assert produce(settings, lines) == len(lines)
+    return deployment, want
+
+
 def _counts(sink: ClickHouseSink) -> tuple[int, int, int, int]:
     row = sink.query(
         "SELECT (SELECT count() FROM events), (SELECT uniqExact(message_id) FROM events),"
@@ -125,12 +137,8 @@ def _most_repeated(sink: ClickHouseSink) -> dict[str, int]:
 def test_worker_killed_repeatedly_stores_every_event_once(kafka_bootstrap: str, tmp_path: Path) -> None:
     events = int(os.environ.get("REVSTREAM_CRASH_EVENTS", "100000"))
     kills = int(os.environ.get("REVSTREAM_CRASH_KILLS", "5"))
-    deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=4)
     lines = traffic(events)
-    want_events, want_failed, want_refused = expected(deployment, lines)
-    settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=4)
-    ensure_topics(settings)
-    assert produce(settings, lines) == len(lines)
+    deployment, (want_events, want_failed, want_refused) = deploy(kafka_bootstrap, tmp_path, lines, partitions=4)
 
     log = tmp_path / "worker.log"
     env = {**deployment.env, "REVSTREAM_BATCH_SIZE": "1000"}
@@ -169,12 +177,8 @@ def test_worker_killed_repeatedly_stores_every_event_once(kafka_bootstrap: str, 
 
 
 def test_broker_restart_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
-    deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=2)
     lines = traffic(20_000, seed=4)
-    want_events, want_failed, want_refused = expected(deployment, lines)
-    settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=2)
-    ensure_topics(settings)
-    assert produce(settings, lines) == len(lines)
+    deployment, (want_events, want_failed, want_refused) = deploy(kafka_bootstrap, tmp_path, lines, partitions=2)
     script = str(ROOT / "scripts" / "kafka.sh")
     port = kafka_bootstrap.rsplit(":", 1)[1]
     kafka_env = {**os.environ, "REVSTREAM_KAFKA_PORT": port}
@@ -267,12 +271,7 @@ def test_a_kill_between_a_checkpoint_and_its_effects_is_redone_once(
 ) -> None:
     """The worker is killed after a stage saved a batch's state and made the first of its inserts: the
     restarted worker makes the others from the checkpoint, and nothing is stored twice."""
-    deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=2)
-    lines = traffic(6000, seed=5)
-    want_events, _, _ = expected(deployment, lines)
-    settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=2)
-    ensure_topics(settings)
-    assert produce(settings, lines) == len(lines)
+    deployment, (want_events, _, _) = deploy(kafka_bootstrap, tmp_path, traffic(6000, seed=5), partitions=2)
     inject = tmp_path / "inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(_KILL_INSIDE_THE_BATCH)
