@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from schemas.alerts import Alert
 from schemas.records import SCHEMA_VERSION
 
 
@@ -86,6 +87,22 @@ class HighValueAlert:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
+
+    def as_alert(self) -> Alert:
+        """This alert in the one shape every kind has on the ``alerts`` topic: kind ``high_value``, the expected
+        revenue as ``score`` and the top share's threshold as ``threshold`` (both in ``currency``)."""
+        return Alert.create(
+            kind="high_value",
+            person_id=self.person_id,
+            session_id="",
+            score=self.expected_revenue,
+            threshold=self.threshold,
+            reasons=self.reasons,
+            action="sales_follow_up",
+            alerted_at=self.alerted_at,
+            model="clv",
+            model_version=self.model_version,
+        )
 
     @classmethod
     def from_json(cls, data: bytes | str) -> HighValueAlert:

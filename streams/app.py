@@ -434,7 +434,9 @@ def _publish(producer: OutputProducer, effects: list[Effect], topics: Topics) ->
     for effect in effects:
         if effect.table in topics:
             name, key = topics[effect.table]
-            for row in effect.rows:
+            # The alerts topic has one shape for every kind (schemas.alerts.Alert).
+            rows = [r.as_alert() for r in effect.rows] if effect.table == "high_value_alerts" else effect.rows
+            for row in rows:
                 producer.produce(name, key=getattr(row, key).encode(), value=row.to_json())
 
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.value.summary import CustomerSummary
+from schemas.alerts import Alert
 from schemas.value import CUSTOMER_VALUE_COLUMNS, HIGH_VALUE_ALERT_COLUMNS, CustomerValue, HighValueAlert
 
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
@@ -64,6 +65,16 @@ def test_customer_value_round_trips(value: CustomerValue) -> None:
 @given(alerts)
 def test_high_value_alert_round_trips(alert: HighValueAlert) -> None:
     assert HighValueAlert.from_json(alert.to_json()) == alert
+
+
+@settings(max_examples=50)
+@given(alerts)
+def test_a_high_value_alert_is_published_in_the_shape_of_every_alert(alert: HighValueAlert) -> None:
+    published = Alert.from_json(alert.as_alert().to_json())
+    assert (published.kind, published.person_id, published.session_id) == ("high_value", alert.person_id, "")
+    assert (published.score, published.threshold) == (alert.expected_revenue, alert.threshold)
+    assert published.reasons == list(alert.reasons)
+    assert published.alert_id == alert.as_alert().alert_id  # deterministic: a redo publishes the same id
 
 
 def test_columns_follow_the_warehouse_conventions() -> None:
