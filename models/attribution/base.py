@@ -62,6 +62,34 @@ class Touch:
         )
 
 
+class LazilySolved:
+    """A learned model that credits a path by per-channel weights solved from its counts, lazily: when
+    ``refit_every`` paths were learned since the last solve, or a path has a channel not solved yet (Markov
+    removal effects, Shapley values). Subclasses keep the counters and implement ``channel_weights`` and
+    ``refit`` (which resets ``learned_since_solve``)."""
+
+    refit_every: int
+    conversions_learned: int
+    learned_since_solve: int
+
+    def channel_weights(self) -> Mapping[str, float]:
+        raise NotImplementedError
+
+    def refit(self) -> None:
+        raise NotImplementedError
+
+    def predict_one(self, path: Sequence[Touch], *, at: datetime) -> list[float]:
+        """Per-touch weights: the channel's weight shared by its touches (linear before learning)."""
+        solved = self.channel_weights()
+        if self.conversions_learned and (
+            self.learned_since_solve >= self.refit_every or any(t.channel not in solved for t in path)
+        ):
+            self.refit()
+            solved = self.channel_weights()
+        weights = spread_by_channel(path, solved)
+        return weights if sum(weights) > 0 else [1.0] * len(path)
+
+
 class AttributionModel(Protocol):
     """The contract of an attribution model (checked for every model by ``tests/models/test_attribution.py``).
 

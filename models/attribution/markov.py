@@ -40,14 +40,13 @@ the last solve did not know, or on :meth:`MarkovAttribution.refit`. Until a conv
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from models.attribution.base import Touch, spread_by_channel
+from models.attribution.base import LazilySolved, Touch
 
 State = tuple[str, ...]
 CONVERSION = "(conversion)"
@@ -56,7 +55,7 @@ START: State = ()
 DENSE_STATES = 150  # up to this many states (order 1, a small order 2) a dense solve beats a sparse LU
 
 
-class MarkovAttribution:
+class MarkovAttribution(LazilySolved):
     """Removal-effect attribution on an order-``order`` Markov chain of channels, solved exactly."""
 
     def __init__(self, *, order: int = 1, refit_every: int = 100) -> None:
@@ -99,14 +98,8 @@ class MarkovAttribution:
         self.conversions_learned += converted
         self.learned_since_solve += 1
 
-    def predict_one(self, path: Sequence[Touch], *, at: datetime) -> list[float]:
-        """Per-touch weights: the channel's removal effect shared by its touches (linear before learning)."""
-        if self.conversions_learned and (
-            self.learned_since_solve >= self.refit_every or any(t.channel not in self.effects for t in path)
-        ):
-            self.refit()
-        weights = spread_by_channel(path, self.effects)
-        return weights if sum(weights) > 0 else [1.0] * len(path)
+    def channel_weights(self) -> Mapping[str, float]:
+        return self.effects
 
     def removal_effects(self) -> dict[str, float]:
         """Every known channel's removal effect ``1 - P_-c / P``, solved now from all counts (by channel)."""

@@ -45,15 +45,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from models.attribution.base import Touch, spread_by_channel
+from models.attribution.base import LazilySolved, Touch
 
 
-class ShapleyAttribution:
+class ShapleyAttribution(LazilySolved):
     """Exact Shapley values of channels in the game "best observed conversion rate of a channel set"."""
 
     name = "shapley"
@@ -85,14 +84,8 @@ class ShapleyAttribution:
         self.conversions_learned += converted
         self.learned_since_solve += 1
 
-    def predict_one(self, path: Sequence[Touch], *, at: datetime) -> list[float]:
-        """Per-touch weights: the channel's Shapley value shared by its touches (linear before learning)."""
-        if self.conversions_learned and (
-            self.learned_since_solve >= self.refit_every or any(t.channel not in self.values for t in path)
-        ):
-            self.refit()
-        weights = spread_by_channel(path, self.values)
-        return weights if sum(weights) > 0 else [1.0] * len(path)
+    def channel_weights(self) -> Mapping[str, float]:
+        return self.values
 
     def shapley_values(self) -> dict[str, float]:
         """Every known channel's Shapley value, solved now from all counts (by channel)."""
