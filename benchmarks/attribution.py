@@ -80,6 +80,7 @@ from typing import Any
 import orjson
 from scipy.stats import spearmanr
 
+from benchmarks import figures_json
 from models.attribution import (
     IncrementalAttribution,
     MarkovAttribution,
@@ -285,10 +286,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, figures in result["throughput"].items():
         print(f"throughput ({name}):", orjson.dumps(figures).decode())
     print("last touch equals the simulator's last-touch tally:", result["last_touch_matches_truth_tally"])
-    text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_bytes(text + b"\n")
+    figures_json(result, args.json)
     return result
 
 

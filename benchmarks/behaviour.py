@@ -49,6 +49,7 @@ import numpy as np
 import orjson
 from scipy.stats import rankdata
 
+from benchmarks import figures_json
 from models.ingest import RowBuilder, Sessionizer
 from models.scoring.bots import BotDetector
 from models.scoring.churn import ChurnLabel, ChurnModel, ChurnSnapshot, RetentionTrigger
@@ -531,11 +532,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **run(args.users, args.days, args.seed),
     }
     result["total_seconds"] = round(time.perf_counter() - start, 1)
-    text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    print(text.decode())
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_bytes(text + b"\n")
+    print(figures_json(result, args.json), end="")
     return result
 
 

@@ -40,6 +40,7 @@ import aiohttp
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
+from benchmarks import figures_json
 from benchmarks.pipeline import broker_up, committed_lag
 from sinks import ClickHouseSink
 from streams.kafka import ensure_topics
@@ -338,9 +339,8 @@ def main() -> int:
         f"(lost {figures['lost_in_clickhouse']})"
     )
     print(f"all figures: {orjson.dumps(figures).decode()}")
+    figures_json(results, args.json)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
         print(f"wrote {args.json}")
     return 0
 

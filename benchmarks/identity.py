@@ -52,8 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from benchmarks import figures_json
 from models.identity import IdentityResolver
 from models.ingest import RowBuilder
 from models.simulator import SimulationConfig, simulate
@@ -405,9 +404,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["platform"] = {"python": sys.version.split()[0], "machine": platform.machine()}
     result["benchmark_seconds"] = round(time.perf_counter() - started, 1)
     print_table(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    figures_json(result, args.json)
     return result
 
 

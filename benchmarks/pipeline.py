@@ -33,6 +33,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from benchmarks import figures_json
 from models.simulator import SimulationConfig, simulate
 from sinks import ClickHouseSink
 from streams.embedded import EmbeddedRunner, ndjson_lines
@@ -353,9 +354,8 @@ def main() -> int:
                     env={**os.environ, "REVSTREAM_KAFKA_PORT": port},
                     check=False,
                 )
+    figures_json(results, args.json)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
         print(f"wrote {args.json}")
     return 0
 

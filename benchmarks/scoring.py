@@ -52,8 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
+from benchmarks import figures_json
 from models.ingest import DeviceState, RowBuilder, Sessionizer
 from models.scoring import (
     CHALLENGER,
@@ -322,11 +322,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **figures(replay(rows, truth), len(rows)),
     }
     result["total_seconds"] = round(time.perf_counter() - start, 1)
-    text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    print(text.decode())
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_bytes(text + b"\n")
+    print(figures_json(result, args.json), end="")
     return result
 
 

@@ -53,9 +53,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 import xgboost as xgb
 
+from benchmarks import figures_json
 from models.simulator import SimulationConfig, simulate
 from models.value import CustomerValueModel, HighValueDetector
 from models.value.bgnbd import BgNbdParams
@@ -350,11 +350,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if len(runs) > 1:
         result["across_seeds"] = across_seeds(runs)
     result["total_seconds"] = round(time.perf_counter() - start, 1)
-    text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    print(text.decode())
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_bytes(text + b"\n")
+    print(figures_json(result, args.json), end="")
     return result
 
 
