@@ -44,6 +44,7 @@ from schemas.errors import SinkError
 from schemas.privacy import ERASE_MARKER, ConsentRefusalRow, EraseMarker, ErasureRequest
 from schemas.records import EventRow, FailedEvent, ParsedEvent, Refused
 from schemas.spend import MarketingSpend, SpendRow
+from schemas.value import HighValueAlert
 from sinks.clickhouse import ClickHouseSink
 from sinks.erasure import erase, suppressed_subjects
 from streams import faust_fixes
@@ -407,13 +408,15 @@ async def _score_partition(
     return stage.process_batch(todo, features, clock=lambda: datetime.now(UTC))
 
 
-# Tables whose rows are also published: the topic (before the prefix) and the field that keys the message.
-_PUBLISHED = {
-    "scores": ("scores", "session_id"),
-    "alerts": ("alerts", "person_id"),
-    "high_value_alerts": ("alerts", "person_id"),
-    "identity_links": ("identity.links", "person_id"),
-    "attribution_credits": ("attribution", "person_id"),
+Topics = dict[str, tuple[str, str, Callable[[Any], Any] | None]]
+# Tables whose rows are also published: the topic (before the prefix), the field that keys the message, and
+# how a row becomes the message (high-value alerts take the one shape every alert has on the topic).
+_PUBLISHED: Topics = {
+    "scores": ("scores", "session_id", None),
+    "alerts": ("alerts", "person_id", None),
+    "high_value_alerts": ("alerts", "person_id", HighValueAlert.as_alert),
+    "identity_links": ("identity.links", "person_id", None),
+    "attribution_credits": ("attribution", "person_id", None),
 }
 
 
@@ -422,21 +425,16 @@ def _effects(tables: dict[str, list[object]], token: str) -> list[Effect]:
     return [Effect(table, rows, f"{token}:{table}") for table, rows in tables.items() if rows]
 
 
-Topics = dict[str, tuple[str, str]]
-
-
 def published_topics(settings: Settings) -> Topics:
-    """Table -> (topic name, key field) of the tables whose rows are also published."""
-    return {table: (settings.topic(topic), key) for table, (topic, key) in _PUBLISHED.items()}
+    """Table -> (topic name, key field, row converter) of the tables whose rows are also published."""
+    return {table: (settings.topic(topic), key, convert) for table, (topic, key, convert) in _PUBLISHED.items()}
 
 
 def _publish(producer: OutputProducer, effects: list[Effect], topics: Topics) -> None:
     for effect in effects:
         if effect.table in topics:
-            name, key = topics[effect.table]
-            # The alerts topic has one shape for every kind (schemas.alerts.Alert).
-            rows = [r.as_alert() for r in effect.rows] if effect.table == "high_value_alerts" else effect.rows
-            for row in rows:
+            name, key, convert = topics[effect.table]
+            for row in map(convert, effect.rows) if convert else effect.rows:
                 producer.produce(name, key=getattr(row, key).encode(), value=row.to_json())
 
 
