@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy.optimize import check_grad
 from scipy.special import hyp2f1
 
+from benchmarks.value import cdnow_split
 from models.value.bgnbd import BgNbdParams, MbgNbdParams, _log_likelihood
 from models.value.clv import DEFAULT_PRIOR, MBG_PRIOR
 from models.value.fitting import FitError
@@ -23,6 +24,8 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "cdnow_summary.csv"
 CDNOW_SHA256 = "7ddd11b55be3227edfc1d58675154e96971b0de3ad37ddd9280d1dba154b8b2f"
 PUBLISHED_BGNBD = BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
 PUBLISHED_GAMMA_GAMMA = GammaGammaParams(p=6.25, q=3.74, gamma=15.44)
+TRANSACTIONS = DATA.with_name("cdnow_transactions.txt")
+TRANSACTIONS_SHA256 = "6fae10155c0b0ba363c2c386e30f77990d22328220efd862a5edd1443420d94a"
 Summary = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -51,6 +54,21 @@ def test_cdnow_file_is_the_2357_customer_summary(cdnow: Summary) -> None:
     assert hashlib.sha256(DATA.read_bytes()).hexdigest() == CDNOW_SHA256  # as shipped, see tests/data/README.md
     assert np.all((t_x <= age) & (age <= 39))
     assert np.all((x > 0) == (zbar > 0))
+
+
+def test_the_transaction_file_cut_at_week_39_is_the_published_summary(cdnow: Summary) -> None:
+    """``benchmarks/value.py`` forecasts CDNOW's holdout from this cut, so it must be the summary the fits use."""
+    assert hashlib.sha256(TRANSACTIONS.read_bytes()).hexdigest() == TRANSACTIONS_SHA256
+    split = cdnow_split(TRANSACTIONS)
+
+    def rows(*columns: np.ndarray) -> np.ndarray:
+        table = np.round(np.column_stack(columns), 2)
+        return table[np.lexsort(table.T[::-1])]
+
+    np.testing.assert_allclose(
+        rows(split.x, split.t_x, split.T, split.zbar), rows(*cdnow), atol=0.011
+    )  # both rounded to 0.01
+    assert (int(split.holdout_purchases.sum()), int(np.count_nonzero(split.holdout_purchases))) == (1882, 684)
 
 
 @pytest.mark.parametrize("name", ["r", "alpha", "a", "b"])
