@@ -258,23 +258,40 @@ def table(result: dict[str, Any], view: str, channels: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def across_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per model: the largest share error over all channels, Spearman's rho, and the seeds within 10 pp."""
+    out: dict[str, Any] = {"seeds": [r["config"]["seed"] for r in runs]}
+    for name in runs[0]["models"]:
+        views = [r["models"][name]["all_channels"] for r in runs]
+        out[name] = {
+            "max_abs_error_pp": [v["max_abs_error_pp"] for v in views],
+            "spearman": [v["spearman"] for v in views],
+            "seeds_within_10pp": sum(v["within_10pp"] for v in views),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, nargs="+", default=[7], help="one or more seeds")
     parser.add_argument("--lookback-days", type=float, default=30.0)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    runs = [run(args.users, args.days, seed, args.lookback_days) for seed in args.seed]
     result: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.attribution", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
-        **run(args.users, args.days, args.seed, args.lookback_days),
+        **runs[0],
     }
+    if len(runs) > 1:
+        result["across_seeds"] = across_seeds(runs)
     result["total_seconds"] = round(time.perf_counter() - start, 1)
     non_direct = tuple(c for c in CHANNELS if c != "direct")
-    print(f"{result['touches']} touches, {result['conversions']} conversions, {result['revenue_usd']} USD revenue")
+    print(f"seed {args.seed[0]}: {result['touches']} touches, {result['conversions']} conversions, "
+          f"{result['revenue_usd']} USD revenue")  # fmt: skip
     print(f"true incremental revenue {result['true_incremental_revenue_usd']} USD; conversions whose path is all")
     print(f"direct carry {result['all_direct_path_revenue_pct']}% of revenue (the least any model must give direct)")
     print("\nshare error, attributed - true incremental share, in percentage points (all channels):")
@@ -286,6 +303,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, figures in result["throughput"].items():
         print(f"throughput ({name}):", orjson.dumps(figures).decode())
     print("last touch equals the simulator's last-touch tally:", result["last_touch_matches_truth_tally"])
+    if len(runs) > 1:
+        seeds = result["across_seeds"]
+        print(f"\nacross seeds {seeds['seeds']} (all channels): max |error| in pp per seed, rho per seed")
+        for name in runs[0]["models"]:
+            row = seeds[name]
+            errors = " ".join(f"{e:5.1f}" for e in row["max_abs_error_pp"])
+            rhos = " ".join(f"{r:5.2f}" for r in row["spearman"])
+            print(f"{name:<18} {errors}  | {rhos}  | within 10 pp on {row['seeds_within_10pp']}/{len(runs)}")
     figures_json(result, args.json)
     return result
 

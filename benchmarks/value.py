@@ -149,7 +149,7 @@ def cdnow_holdout() -> dict[str, Any]:
     revenue = purchases * spend.expected_order_value(split.x, split.zbar)
     k = round(0.1 * len(split.x))
 
-    def top(score: FloatArray) -> FloatArray:
+    def top(score: FloatArray) -> npt.NDArray[np.intp]:
         return np.argsort(-score, kind="stable")[:k]  # ties: file order, so the figure is deterministic
 
     true = top(split.holdout_spend)
