@@ -52,8 +52,9 @@ from scipy.stats import rankdata
 from benchmarks import figures_json
 from models.ingest import RowBuilder, Sessionizer
 from models.scoring.bots import BotDetector
-from models.scoring.churn import ChurnLabel, ChurnModel, ChurnSnapshot, RetentionTrigger
+from models.scoring.churn import ChurnLabel, ChurnModel, ChurnSnapshot
 from models.scoring.engagement import EngagementScorer
+from models.scoring.retention import RetentionTrigger
 from models.scoring.sentiment import FeedbackSentiment
 from models.simulator import SimulationConfig, simulate
 from schemas.alerts import Alert

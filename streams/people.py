@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 
 from models.attribution import Touch, TouchpointPaths
 from models.identity import IdentityResolver
-from models.scoring.churn import ChurnModel, RetentionTrigger
+from models.scoring.churn import ChurnModel
+from models.scoring.retention import RetentionTrigger
 from models.value.clv import CustomerValueModel
 from models.value.high_value import HighValueDetector
 from schemas.alerts import Alert

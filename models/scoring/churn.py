@@ -48,8 +48,8 @@ infrequent purchases but its labels arrive later, and every label is delayed by 
 Classifier: River's ``StandardScaler`` then ``LogisticRegression`` (SGD at ``learning_rate``, the intercept
 at ``intercept_lr``, ``l2``), whose intercept starts at ``logit(prior)``, so before any label the model
 predicts ``prior`` for everyone. A linear model so that :meth:`ChurnModel.explain` can name the signals
-that push a person's risk up (weight times standardised value). :class:`RetentionTrigger` turns snapshots
-above a threshold into retention alerts.
+that push a person's risk up (weight times standardised value).
+:class:`~models.scoring.retention.RetentionTrigger` turns snapshots above a threshold into retention alerts.
 
 State: per-person activity (bounded: orders and sessions of the last ``2 * trend_days``, frustration of the
 last ``frustration_days``), pending examples, the classifier. :meth:`ChurnModel.forget` erases a person
@@ -80,22 +80,20 @@ import bisect
 import heapq
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
 from river import linear_model, optim, preprocessing
 
+from models.scoring.activity import DAY_MS, CustomerActivity, count_between, from_ms, to_ms
 from models.scoring.sentiment import FeedbackSentiment
-from schemas.alerts import Alert
 
 MODEL = "churn"
 MODEL_VERSION = "churn-lr.1"
-DAY_MS = 86_400_000
 NO_VISIT_DAYS = 365.0
 NEGATIVE = -0.05
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FRUSTRATION = {
     "Rage Click": "rage_clicks",
     "Dead Click": "dead_clicks",
@@ -122,7 +120,6 @@ _LOG_FEATURES = frozenset(
         *FRUSTRATION_KINDS,
     )
 )
-_SEEN_MS = 7 * DAY_MS
 _RECENT_SESSIONS = 32
 
 
@@ -145,87 +142,6 @@ class ChurnRow(Protocol):
     def revenue(self) -> float | None: ...
     @property
     def properties(self) -> str: ...
-
-
-def _ms(at: datetime) -> int:
-    return (at - _EPOCH) // timedelta(milliseconds=1)
-
-
-def _at(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
-
-
-def _count(times: list[int], lo: int, hi: int) -> int:
-    """How many of the sorted ``times`` fall in ``(lo, hi]``."""
-    return bisect.bisect_right(times, hi) - bisect.bisect_right(times, lo)
-
-
-@dataclass(slots=True)
-class CustomerActivity:
-    """One person's recent activity in event time (sorted epoch-ms lists, pruned to the windows in use)."""
-
-    order_ms: list[int] = field(default_factory=list)
-    order_revenue: list[float] = field(default_factory=list)
-    order_ids: list[str] = field(default_factory=list)
-    n_orders: int = 0
-    first_order_ms: int | None = None
-    pruned_last_order_ms: int | None = None
-    session_ms: list[int] = field(default_factory=list)
-    session_ids: list[str] = field(default_factory=list)
-    frustration: dict[str, list[int]] = field(default_factory=dict)
-    feedback_ms: list[int] = field(default_factory=list)
-    feedback_score: list[float] = field(default_factory=list)
-    seen: dict[str, int] = field(default_factory=dict)
-    latest_ms: int = 0
-    next_checkin_ms: int | None = None
-    pending: list[int] = field(default_factory=list)
-
-    def add_order(self, at_ms: int, revenue: float, order_id: str) -> None:
-        i = bisect.bisect_right(self.order_ms, at_ms)
-        self.order_ms.insert(i, at_ms)
-        self.order_revenue.insert(i, revenue)
-        self.order_ids.insert(i, order_id)
-        self.n_orders += 1
-        self.first_order_ms = at_ms if self.first_order_ms is None else min(self.first_order_ms, at_ms)
-
-    def add_session(self, at_ms: int, session_id: str) -> None:
-        i = bisect.bisect_right(self.session_ms, at_ms)
-        self.session_ms.insert(i, at_ms)
-        self.session_ids.insert(i, session_id)
-
-    def add_feedback(self, at_ms: int, score: float) -> None:
-        i = bisect.bisect_right(self.feedback_ms, at_ms)
-        self.feedback_ms.insert(i, at_ms)
-        self.feedback_score.insert(i, score)
-
-    @property
-    def last_active_ms(self) -> int:
-        """The latest order or session start (0 if none)."""
-        return max(self.order_ms[-1] if self.order_ms else 0, self.session_ms[-1] if self.session_ms else 0)
-
-    def prune(self, *, keep_ms: int, frustration_ms: int) -> None:
-        """Drop what no window reaches any more (relative to ``latest_ms``)."""
-        horizon = self.latest_ms - keep_ms
-        k = bisect.bisect_left(self.order_ms, horizon)
-        if k:
-            self.pruned_last_order_ms = self.order_ms[k - 1]
-            del self.order_ms[:k], self.order_revenue[:k], self.order_ids[:k]
-        k = bisect.bisect_left(self.session_ms, horizon)
-        if k:
-            del self.session_ms[:k], self.session_ids[:k]
-        k = bisect.bisect_left(self.feedback_ms, horizon)
-        if k:
-            del self.feedback_ms[:k], self.feedback_score[:k]
-        for times in self.frustration.values():
-            k = bisect.bisect_left(times, self.latest_ms - frustration_ms)
-            if k:
-                del times[:k]
-        seen_horizon = self.latest_ms - _SEEN_MS
-        while self.seen:
-            oldest = next(iter(self.seen))
-            if self.seen[oldest] >= seen_horizon:
-                break
-            del self.seen[oldest]
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +189,7 @@ class _Pending:
 
     def label(self, *, churned: bool) -> ChurnLabel:
         return ChurnLabel(
-            person_id=self.person_id, at=_at(self.at_ms), features=self.features, proba=self.proba, churned=churned
+            person_id=self.person_id, at=from_ms(self.at_ms), features=self.features, proba=self.proba, churned=churned
         )
 
 
@@ -372,7 +288,7 @@ class ChurnModel:
         name = row.event
         is_order = name == "Order Completed" and row.revenue is not None
         cause = "order" if is_order else _FRUSTRATION.get(name) or ("feedback" if name == "Feedback Submitted" else "")
-        at_ms = _ms(row.event_at)
+        at_ms = to_ms(row.event_at)
         if cause:
             if row.message_id in activity.seen or (is_order and row.order_id in activity.order_ids):
                 return None  # a replay: counted already
@@ -435,7 +351,7 @@ class ChurnModel:
         sessions = activity.session_ms
         s_upto = bisect.bisect_right(sessions, at_ms)
         s_recent = s_upto - bisect.bisect_right(sessions, at_ms - trend)
-        s_previous = _count(sessions, at_ms - 2 * trend, at_ms - trend)
+        s_previous = count_between(sessions, at_ms - 2 * trend, at_ms - trend)
         previous = _previous_session(activity, s_upto, session_id)
         f_lo = at_ms - int(self.frustration_days * DAY_MS)
         fb_ms = activity.feedback_ms
@@ -461,13 +377,13 @@ class ChurnModel:
             "negative_feedback": float(sum(1 for s in fb if s < NEGATIVE)),
         }
         for kind in FRUSTRATION_KINDS:
-            x[kind] = float(_count(activity.frustration.get(kind, []), f_lo, at_ms))
+            x[kind] = float(count_between(activity.frustration.get(kind, []), f_lo, at_ms))
         return x
 
     def predict_person(self, person_id: str, at: datetime) -> float | None:
         """A customer's churn probability at ``at`` without an event; None if not a customer by then."""
         activity = self.activities.get(person_id)
-        features = None if activity is None else self.features(activity, _ms(at))
+        features = None if activity is None else self.features(activity, to_ms(at))
         return None if features is None else self.predict_proba_one(features)
 
     # -- check-ins and labels ------------------------------------------------------------------------------
@@ -503,12 +419,12 @@ class ChurnModel:
         heapq.heappush(self._deadlines, (due_ms + self._horizon_ms, self._seq))
         self.n_checkins += 1
         return ChurnSnapshot(
-            person_id=person_id, session_id="", at=_at(due_ms), cause="checkin", features=x, proba=entry.proba
+            person_id=person_id, session_id="", at=from_ms(due_ms), cause="checkin", features=x, proba=entry.proba
         )
 
     def advance(self, watermark: datetime) -> ChurnUpdate:
         """Take the check-ins due by ``watermark``; learn (and return) those whose window it closed."""
-        wm = _ms(watermark)
+        wm = to_ms(watermark)
         snapshots = []
         checkins = self._checkins
         while checkins and checkins[0][0] <= wm:
@@ -593,71 +509,11 @@ def _fmt(value: float) -> str:
     return f"{value:.0f}" if abs(value - round(value)) < 1e-9 or abs(value) >= 10 else f"{value:.2f}"
 
 
-class RetentionTrigger:
-    """A churn-risk alert with a retention offer when a customer's snapshot crosses ``threshold``.
+def __getattr__(name: str) -> Any:
+    # RetentionTrigger lived here: checkpoints pickled before it moved name it by this module
+    if name == "RetentionTrigger":
+        from models.scoring.retention import RetentionTrigger  # noqa: PLC0415 - retention imports this module
 
-    Feed it every snapshot: :meth:`ChurnModel.observe`'s and the check-ins of :meth:`ChurnModel.advance`.
-    At most one alert per person per ``cooldown`` (event time: an offer needs time to work, and a late
-    snapshot never re-alerts inside the window). No alert before the model has learned ``min_labels``
-    examples (its prior is not a risk). ``reasons`` are the model's top ``max_reasons`` risk signals.
-
-    >>> from datetime import UTC, datetime
-    >>> trigger, model = RetentionTrigger(threshold=0.4, min_labels=0), ChurnModel()
-    >>> x = {"days_since_last_order": 45.0, "orders_total": 1.0}
-    >>> snap = ChurnSnapshot(person_id="p1", session_id="s1", at=datetime(2026, 1, 1, tzinfo=UTC),
-    ...                      cause="checkin", features=x, proba=0.5)
-    >>> alert = trigger.process_one(snap, model)
-    >>> alert.kind, alert.action, alert.score, trigger.process_one(snap, model)   # then a cooldown
-    ('churn_risk', 'retention_offer', 0.5, None)
-    """
-
-    def __init__(
-        self,
-        *,
-        threshold: float = 0.8,
-        cooldown: timedelta = timedelta(days=14),
-        min_labels: int = 200,
-        max_reasons: int = 3,
-    ) -> None:
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self.min_labels = min_labels
-        self.max_reasons = max_reasons
-        # learned state
-        self.last_alert_ms: dict[str, int] = {}
-        self.n_alerts = 0
-
-    def predict_one(self, snapshot: ChurnSnapshot) -> bool:
-        return snapshot.proba >= self.threshold
-
-    def process_one(self, snapshot: ChurnSnapshot, model: ChurnModel) -> Alert | None:
-        """The alert this snapshot raises, or None (below threshold, model too young, or cooling down)."""
-        if not self.predict_one(snapshot) or model.n_labels < self.min_labels:
-            return None
-        at_ms = _ms(snapshot.at)
-        last = self.last_alert_ms.get(snapshot.person_id)
-        if last is not None and at_ms < last + self.cooldown // timedelta(milliseconds=1):
-            return None
-        self.last_alert_ms[snapshot.person_id] = at_ms
-        self.n_alerts += 1
-        reasons = model.explain(snapshot.features, top=self.max_reasons) or [f"churn risk {snapshot.proba:.2f}"]
-        return Alert.create(
-            kind="churn_risk",
-            person_id=snapshot.person_id,
-            session_id=snapshot.session_id,
-            score=snapshot.proba,
-            threshold=self.threshold,
-            reasons=reasons,
-            action="retention_offer",
-            alerted_at=snapshot.at,
-            model=MODEL,
-            model_version=MODEL_VERSION,
-        )
-
-    def forget(self, person_id: str) -> bool:
-        return self.last_alert_ms.pop(person_id, None) is not None
-
-    def merge(self, src: str, dst: str) -> None:
-        last = self.last_alert_ms.pop(src, None)
-        if last is not None and src != dst:
-            self.last_alert_ms[dst] = max(last, self.last_alert_ms.get(dst, last))
+        return RetentionTrigger
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

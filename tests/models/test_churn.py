@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from models.scoring.churn import ChurnLabel, ChurnModel, ChurnSnapshot, RetentionTrigger
+from models.scoring.churn import ChurnLabel, ChurnModel, ChurnSnapshot
+from models.scoring.retention import RetentionTrigger
 from models.scoring.sentiment import FeedbackSentiment
 from schemas.alerts import Alert
 from schemas.records import EXAMPLE_ROW, EventRow
@@ -273,3 +274,14 @@ def test_rejects_nonsense_settings() -> None:
         ChurnModel(horizon_days=0.0)
     with pytest.raises(ValueError, match="prior"):
         ChurnModel(prior=1.0)
+
+
+def test_a_trigger_pickled_before_it_moved_to_retention_still_loads() -> None:
+    trigger = RetentionTrigger(threshold=0.5, min_labels=0)
+    trigger.last_alert_ms["p"] = 7
+    # protocol 0 names classes as text lines, so the module can be swapped without fixing lengths
+    old = pickle.dumps(trigger, protocol=0).replace(b"models.scoring.retention", b"models.scoring.churn")
+    assert b"models.scoring.churn" in old
+    loaded = pickle.loads(old)
+    assert isinstance(loaded, RetentionTrigger)
+    assert (loaded.threshold, loaded.last_alert_ms) == (0.5, {"p": 7})

@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.scoring.bots import BotDetector
-from models.scoring.churn import ChurnModel, RetentionTrigger
+from models.scoring.churn import ChurnModel
 from models.scoring.engagement import EngagementScorer, HistogramCDF, raw_score
+from models.scoring.retention import RetentionTrigger
 from models.scoring.sentiment import FeedbackSentiment
 from schemas.records import EXAMPLE_ROW, EventRow
 
