@@ -87,6 +87,21 @@ def person_changes(
     return out
 
 
+def withdrawn(node: str, old_person: str, *, at: datetime) -> PersonChange:
+    """The split of a device that withdrew analytics consent from its person: it is its own person again,
+    and nothing more is kept or linked about it."""
+    return PersonChange(
+        kind="split",
+        old_person_id=old_person,
+        new_person_id=node,
+        anonymous_ids=(node[2:],) if node[0] == "a" else (),
+        user_ids=(node[2:],) if node[0] == "u" else (),
+        reason="consent withdrawn",
+        evidence=dumps({"methods": []}),
+        changed_at=at,
+    )
+
+
 def _split_reason(lost: Mapping[tuple[str, str, str], Link], after: Clustering) -> str:
     """Why links were lost: the guard rail that refused one of them, a change of main account, or less
     evidence than before."""

@@ -9,7 +9,8 @@ same events are the same (``tests/models/test_identity_resolver.py`` shuffles th
 
 A probabilistic union is undone as soon as the evidence that made it falls below the threshold or a guard
 rail contradicts it (two accounts on either side, concurrent activity, a browser shared by two accounts);
-the update then carries a ``split`` :class:`schemas.identity.PersonChange`.
+the update then carries a ``split`` :class:`schemas.identity.PersonChange`. So does a device that withdraws
+analytics consent: it leaves its person (reason ``consent withdrawn``) and its evidence is dropped.
 
 >>> from dataclasses import replace
 >>> from schemas.records import EXAMPLE_ROW
@@ -37,7 +38,7 @@ from models.identity.evidence import EvidenceStore, Touched, device_node, user_n
 from models.identity.fellegi_sunter import FellegiSunter
 from models.identity.graph import Duplicate, Link
 from models.identity.hashing import KeyedHash
-from models.identity.records import duplicate_record, link_record, person_changes
+from models.identity.records import duplicate_record, link_record, person_changes, withdrawn
 from models.identity.regions import cluster_region, region_of
 from models.identity.scoring import PairScorer
 from models.identity.traits import TRAIT_MODEL
@@ -171,14 +172,18 @@ class IdentityResolver:
         store = self._store
         if (not aid and not uid) or store.forgotten(aid, uid):
             return IdentityUpdate(person_id=device_node(aid) if aid else user_node(uid))
-        reason = ""
+        reason, left = "", ""
         touched = Touched()
         if aid and aid not in store.denied and row.consent.get("analytics") is False:
+            node = device_node(aid)
+            left = self._person.pop(node, node)
             store.denied.add(aid)
-            touched = self._dropped([device_node(aid)])
+            touched = self._dropped([node])
             reason = "consent withdrawn"
         touched.update(store.add(row))
         update = self._settle(touched, at=row.event_at, reason=reason)
+        if left and left != device_node(aid):  # its links are gone; say so, or the records still join it
+            update.changes.append(withdrawn(device_node(aid), left, at=row.event_at))
         update.person_id = self.person_for(row)
         return update
 
