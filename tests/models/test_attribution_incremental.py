@@ -119,5 +119,22 @@ def test_deterministic_and_state_round_trips() -> None:
 def test_bad_settings_raise() -> None:
     with pytest.raises(ValueError, match="half_lives_days"):
         IncrementalAttribution(half_lives_days=())
-    with pytest.raises(ValueError, match="learning_rate"):
-        IncrementalAttribution(learning_rate=0.0)
+    with pytest.raises(ValueError, match="prior_variance"):
+        IncrementalAttribution(prior_variance=0.0)
+
+
+def test_a_pickle_of_the_sgd_version_resumes_from_its_averaged_coefficients() -> None:
+    old = IncrementalAttribution.__new__(IncrementalAttribution)
+    old.__setstate__({
+        "half_lives_days": (1.0, 7.0), "reference_channel": "direct", "baseline_channel": "baseline",
+        "learning_rate": 0.02, "l2": 0.0, "averaging": 3000, "refit_every": 1, "regression": object(),
+        "averaged": {"": -3.0, "now:email": 1.2, "now:direct": 0.1}, "trials_learned": 900,
+        "conversions_learned": 30, "learned_since_snapshot": 0, "n_snapshots": 2, "intercept": -3.0,
+        "coefficients": {"now:email": 1.2, "now:direct": 0.1},
+    })  # fmt: skip
+    old.refit()
+    assert (old.intercept, old.coefficients) == (-3.0, {"now:email": 1.2, "now:direct": 0.1})
+    old.learn_trial([touch("email", 0, "a")], converted=True)
+    old.refit()
+    assert old.coefficients["now:email"] > 1.2  # learning goes on from there
+    assert set(old.coefficients) == {"now:email", "now:direct"}
