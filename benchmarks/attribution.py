@@ -39,8 +39,8 @@ first and last touch (max 18.9-24.5 pp, rho 0.30-0.48), linear, time decay, posi
 order, 22.9-25.2 pp) and Shapley (18.9-21.8 pp). ``last_non_direct`` is the exception (7.5-9.4 pp, rho
 0.78-0.87): dropping direct removes most of the misplaced remainder. With 5,000 people (1,021 orders on
 seed 7) the same model is within 10 pp on 5 of the 7 seeds (4.3-15.6 pp online): a quarter of the data is
-too little to tell nine channels' lifts apart (an exact maximum-likelihood refit on each day's data missed
-by 15.4 pp on seed 7, so it is the data, not the optimiser). Why the others miss:
+too little to tell nine channels' lifts apart (an exact maximum-likelihood refit on all data so far, every
+500 sessions, missed by 15.4 pp on seed 7, so it is the data, not the optimiser). Why the others miss:
 
 * The target is not what attribution distributes. ``incremental_revenue_usd`` is a counterfactual: for each
   session, ``p - sigmoid(logit - term_c)`` (``term_c`` = the channel's immediate lift, or the decayed
