@@ -48,6 +48,7 @@ from schemas.value import HighValueAlert
 from sinks.clickhouse import ClickHouseSink
 from sinks.erasure import erase, suppressed_subjects
 from streams import faust_fixes
+from streams.batches import take_batches
 from streams.checkpoint import Checkpoint, Effect
 from streams.kafka import OutputProducer
 from streams.people import PeopleStage, PeopleUpdate
@@ -163,7 +164,7 @@ def create_app(settings: Settings) -> faust.App:
         people_topic.get_topic_name(),
     )
 
-    # Both stateful stages take batches: the body runs, outputs are flushed, and only then does take_events
+    # Both stateful stages take batches: the body runs, outputs are flushed, and only then does take_batches
     # acknowledge the batch's inputs (at least once, effects idempotent downstream).
     @app.agent(raw_topic, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -233,7 +234,7 @@ async def _ingest_loop(
     raw_name, parsed_name = names
     sink: ClickHouseSink | None = None  # opened when an input first names an erased id
     try:
-        async for batch in stream.take_events(settings.batch_size, within=settings.linger_ms / 1000):
+        async for batch in take_batches(stream, settings.batch_size, settings.linger_ms / 1000):
             producer = outputs.producer()
             refused: list[ConsentRefusalRow] = []
             for event in batch:
@@ -281,7 +282,7 @@ async def _sessionize_loop(
     sink = await asyncio.to_thread(_open_sink, settings)
     pipeline.suppressed |= await asyncio.to_thread(suppressed_subjects, sink)
     try:
-        async for batch in stream.take_events(settings.batch_size, within=settings.linger_ms / 1000):
+        async for batch in take_batches(stream, settings.batch_size, settings.linger_ms / 1000):
             try:
                 producer = outputs.producer()
                 out = _SessionizedBatch(producer, outputs, people_topic=people_name, valid_topic=valid_name)
@@ -469,7 +470,7 @@ async def _people_loop(
             await _make(sink, redo, (producer, topics))
             await producer.flush()
             checkpoint.done(last_offset)
-        async for batch in stream.take_events(settings.batch_size, within=0.5):
+        async for batch in take_batches(stream, settings.batch_size, 0.5):
             fresh = [e for e in batch if e.message.offset > last_offset]
             if not fresh:
                 continue
