@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,7 +74,11 @@ class EventRow:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> EventRow:
-        fields = orjson.loads(data)
+        return cls.from_fields(orjson.loads(data))
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> EventRow:
+        """The row from its decoded JSON object (changed in place: the times are parsed)."""
         fields["event_at"] = datetime.fromisoformat(fields["event_at"])
         fields["received_at"] = datetime.fromisoformat(fields["received_at"])
         if fields["sent_at"] is not None:
@@ -99,7 +103,7 @@ class ParsedEvent:
     @classmethod
     def from_json(cls, data: bytes | str) -> ParsedEvent:
         fields = orjson.loads(data)
-        return cls(row=EventRow.from_json(orjson.dumps(fields["row"])), raw=fields["raw"])
+        return cls(row=EventRow.from_fields(fields["row"]), raw=fields["raw"])
 
 
 @dataclass(slots=True, frozen=True)

@@ -146,7 +146,7 @@ class PeopleStage:
             update.alerts += alerts
         if update.alerts:
             update.alerts = [a for a in update.alerts if a.person_id not in self._marketing_denied]
-        self._churn(row if row.person_id == person else dataclasses.replace(row, person_id=person), update)
+        self._churn(row, person, update)
         if self._expired_at is None or row.event_at - self._expired_at >= _EXPIRE_EVERY:
             self.paths.expire(row.event_at)
             self._expired_at = row.event_at
@@ -170,9 +170,9 @@ class PeopleStage:
         self._seq = max(self._seq + 1, time.time_ns() // 1000)
         return self._seq
 
-    def _churn(self, row: EventRow, update: PeopleUpdate) -> None:
+    def _churn(self, row: EventRow, person: str, update: PeopleUpdate) -> None:
         """Churn risk of customers; a retention action when it crosses the threshold, where marketing is allowed."""
-        snapshot = self.churn.observe(row)
+        snapshot = self.churn.observe(row, person_id=person)
         snapshots = self.churn.advance(row.event_at).snapshots
         if snapshot is not None:
             snapshots.append(snapshot)

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,6 +144,29 @@ class SessionLearner(Protocol):
     """
 
     def learn_trial(self, history: Sequence[Touch], *, converted: bool) -> None: ...
+
+
+_CONFORMS: dict[tuple[type, type], bool] = {}
+
+
+def _conforms(model: object, protocol: type) -> bool:
+    """``isinstance(model, protocol)``, remembered per class: a runtime protocol check costs several
+    microseconds, and the paths ask it for every model on every touch and conversion."""
+    key = (type(model), protocol)
+    known = _CONFORMS.get(key)
+    if known is None:
+        known = _CONFORMS[key] = isinstance(model, protocol)
+    return known
+
+
+def learns_sessions(model: object) -> TypeGuard[SessionLearner]:
+    """Whether ``model`` is a :class:`SessionLearner` (decided by its class)."""
+    return _conforms(model, SessionLearner)
+
+
+def has_baseline(model: object) -> TypeGuard[BaselineAttributionModel]:
+    """Whether ``model`` is a :class:`BaselineAttributionModel` (decided by its class)."""
+    return _conforms(model, BaselineAttributionModel)
 
 
 def spread_by_channel(path: Sequence[Touch], channel_weights: Mapping[str, float]) -> list[float]:

@@ -65,7 +65,7 @@ from typing import Any
 
 import orjson
 
-from models.attribution.base import AttributionModel, BaselineAttributionModel, SessionLearner, Touch
+from models.attribution.base import AttributionModel, Touch, has_baseline, learns_sessions
 from models.attribution.heuristics import FirstTouch, LastNonDirect, LastTouch, Linear, PositionBased, TimeDecay
 from models.attribution.incremental import IncrementalAttribution
 from models.attribution.markov import MarkovAttribution
@@ -184,7 +184,7 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
 
     def _learn_trial(self, history: Sequence[Touch], *, converted: bool) -> None:
         for model in self.attributors:
-            if isinstance(model, SessionLearner):
+            if learns_sessions(model):
                 model.learn_trial(history, converted=converted)
 
     def convert(
@@ -210,7 +210,7 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
         converting = tuple(path[lo:hi])
         if converting:
             for model in self.attributors:
-                if isinstance(model, SessionLearner):
+                if learns_sessions(model):
                     model.learn_trial(converting, converted=True)
                 else:
                     model.learn_one(converting, converted=True)
@@ -233,7 +233,7 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
         for pid in ended:
             path = tuple(self.paths.pop(pid))
             for model in self.attributors:
-                if isinstance(model, SessionLearner):
+                if learns_sessions(model):
                     model.learn_trial(path, converted=False)
                 else:
                     model.learn_one(path, converted=False)
@@ -273,7 +273,7 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
         credits: list[AttributionCredit] = []
         for model in self.attributors:
             baseline = 0.0
-            if touched and isinstance(model, BaselineAttributionModel):
+            if touched and has_baseline(model):
                 weights, baseline = model.predict_with_baseline(path, at=at)
             else:
                 weights = model.predict_one(path, at=at)
@@ -297,7 +297,7 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
                 for i, (touch, weight, share) in enumerate(zip(path, weights, shares, strict=False))
                 if weight > 0 or everyone
             )
-            if baseline > 0 and isinstance(model, BaselineAttributionModel):
+            if baseline > 0 and has_baseline(model):
                 credits.append(
                     AttributionCredit(
                         conversion_id=conversion_id,

@@ -277,9 +277,12 @@ class ChurnModel:
 
     # -- events --------------------------------------------------------------------------------------------
 
-    def observe(self, row: ChurnRow) -> ChurnSnapshot | None:
-        """Record a row; a customer's snapshot at a session start or a signal, else None (row not mutated)."""
-        person_id = row.person_id
+    def observe(self, row: ChurnRow, *, person_id: str | None = None) -> ChurnSnapshot | None:
+        """Record a row; a customer's snapshot at a session start or a signal, else None (row not mutated).
+
+        ``person_id`` overrides the row's (the person identity resolved it to).
+        """
+        person_id = row.person_id if person_id is None else person_id
         if not person_id:
             return None
         activity = self.activities.get(person_id)
