@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
+from typing import Any
 
 from faust.types import TP
+from mode.utils.locks import Event as MEvent
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from streams.faust_fixes import Consumer, FlowControl
@@ -98,3 +100,49 @@ def test_partitions_without_a_committed_offset_are_read_from_the_start() -> None
     c._thread = thread = FakeThread({never: None, zero: 0, some: 5, changelog: None})
     asyncio.run(c.seek_to_committed())
     assert sorted(thread.seeks) == [(zero, 0), (never, 0)]
+
+
+def waiting_consumer() -> Consumer:
+    c = Consumer.__new__(Consumer)  # only the service's stop/crash events are used by wait_first
+    c._stopped = MEvent()
+    c._crashed = MEvent()
+    c._loop = asyncio.get_running_loop()
+    return c
+
+
+def test_a_delivery_to_a_queue_with_room_runs_without_tasks() -> None:
+    async def run() -> tuple[Any, int, int]:
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
+        created = 0
+
+        def count(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+            nonlocal created
+            created += 1
+            return asyncio.Task(coro, loop=loop)
+
+        asyncio.get_running_loop().set_task_factory(count)
+        suspended = asyncio.Event()
+        result = await waiting_consumer().wait_first(queue.put("message"), suspended.wait())
+        return result, queue.qsize(), created
+
+    (_, results, stopped), queued, tasks = asyncio.run(run())
+    assert (results, stopped, queued, tasks) == ([None], False, 1, 0)
+
+
+def test_a_blocked_delivery_gives_way_to_a_suspension_and_finishes_when_there_is_room() -> None:
+    async def run() -> tuple[bool, list[str], bool, str]:
+        loop = asyncio.get_running_loop()
+        consumer = waiting_consumer()
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
+        queue.put_nowait("queued before")
+        suspended = asyncio.Event()
+        loop.call_later(0.05, suspended.set)
+        suspension = suspended.wait()
+        first = await consumer.wait_first(queue.put("blocked"), suspension)
+        held = [queue.get_nowait()]  # the blocked put was cancelled: only what was there before
+        queue.put_nowait("queued before")
+        loop.call_later(0.05, queue.get_nowait)  # room, while the next delivery waits
+        second = await consumer.wait_first(queue.put("delivered"), asyncio.Event().wait())
+        return first.done == [suspension], held, second.stopped, queue.get_nowait()
+
+    assert asyncio.run(run()) == (True, ["queued before"], False, "delivered")
