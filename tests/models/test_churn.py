@@ -285,3 +285,11 @@ def test_a_trigger_pickled_before_it_moved_to_retention_still_loads() -> None:
     loaded = pickle.loads(old)
     assert isinstance(loaded, RetentionTrigger)
     assert (loaded.threshold, loaded.last_alert_ms) == (0.5, {"p": 7})
+
+
+def test_a_row_is_recorded_under_the_person_identity_resolved_it_to() -> None:
+    model = ChurnModel(horizon_days=30.0)
+    snapshot = model.observe(row("anon-device", 0, "Order Completed"), person_id="person-1")
+    assert snapshot is not None
+    assert snapshot.person_id == "person-1"
+    assert list(model.activities) == ["person-1"]
