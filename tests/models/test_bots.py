@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from river import anomaly
 
 from models.ingest import RowBuilder, Sessionizer
-from models.scoring.bots import BOT_UA, BotDetector, hst_features
+from models.scoring.bots import BOT_UA, HST_FEATURES, BotDetector, hst_features
 from models.simulator import SimulationConfig, simulate
 from schemas.alerts import Alert, alert_id
 from schemas.records import EventRow
@@ -171,3 +173,42 @@ def test_alert_ids_differ_by_kind_person_session_and_time() -> None:
     }
     assert len(ids) == 5
     assert alert_id(**base) == alert_id(**base)  # type: ignore[arg-type]
+
+
+def test_a_window_walked_into_the_trees_at_its_end_scores_as_walking_each_session_at_once() -> None:
+    rng = random.Random(3)
+    sessions = [human(rng) for _ in range(130)]
+    probes = [human(rng) for _ in range(20)]
+    detector = BotDetector(window_size=25)
+    eager = anomaly.HalfSpaceTrees(
+        n_trees=10, height=8, window_size=25, limits=dict.fromkeys(HST_FEATURES, (0.0, 1.0)), seed=42
+    )
+    for i, x in enumerate(sessions, 1):
+        detector.learn_one(x)
+        eager.learn_one(hst_features(x))
+        if i >= 25:
+            assert [detector.anomaly_score(p) for p in probes] == [eager.score_one(hst_features(p)) for p in probes]
+    assert detector._window  # 130 sessions: the last five wait for their window's end
+
+
+def test_the_pickled_detector_resumes_mid_window_and_reuses_the_trees_pickle() -> None:
+    rng = random.Random(4)
+    detector, straight = BotDetector(window_size=25), BotDetector(window_size=25)
+    for _ in range(60):
+        x = human(rng)
+        detector.learn_one(x)
+        straight.learn_one(x)
+    blob = pickle.dumps(detector)
+    cached = detector._trees_pickle
+    assert cached is not None
+    pickle.dumps(detector)
+    assert detector._trees_pickle is cached  # the trees did not change: their pickle is reused
+    restored = pickle.loads(blob)
+    for _ in range(40):
+        x = human(rng)
+        restored.learn_one(x)
+        straight.learn_one(x)
+    probe = human(rng)
+    assert restored.n_learned == straight.n_learned == 100
+    assert restored.anomaly_score(probe) == straight.anomaly_score(probe) > 0.0
+    assert restored.ranks.n == straight.ranks.n
