@@ -9,9 +9,12 @@ loses them.
 
 So the checkpoint is a one-batch redo log: the state after the batch, its last offset and the batch's
 :class:`Effect` s are saved in one atomic rename *before* the effects are made, and a small ``.done``
-marker records the offset once they all are. A restart that finds the marker behind the checkpoint makes
-the effects again with their original tokens: ClickHouse drops an insert whose token it has already seen,
-and makes the ones the kill prevented. The topics are published again (at least once, as everywhere).
+marker records the offset once they all are. (The scoring stage's "batch" is a group of consecutive
+batches, stored while the next ones are scored: its state is pickled with :meth:`Checkpoint.dumps` when
+the group closes and written by :meth:`Checkpoint.write` once the previous group's effects are made.)
+A restart that finds the marker behind the checkpoint makes the effects again with their original tokens:
+ClickHouse drops an insert whose token it has already seen, and makes the ones the kill prevented. The
+topics are published again (at least once, as everywhere).
 
 The files are this worker's own state in its data directory, never data from a topic, so pickle is safe.
 """
@@ -68,9 +71,18 @@ class Checkpoint(Generic[S]):
 
     def save(self, state: S, offset: int, effects: list[Effect]) -> None:
         """Atomically replace the checkpoint (temporary file, then rename)."""
+        self.write(self.dumps(state, offset, effects))
+
+    @staticmethod
+    def dumps(state: S, offset: int, effects: list[Effect]) -> bytes:
+        """The checkpoint's bytes: taken while ``state`` is as the batch left it, written by :meth:`write`
+        once the previous batch's effects are made (a stage that goes on meanwhile changes its state)."""
+        return pickle.dumps((state, offset, effects), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def write(self, data: bytes) -> None:
+        """Atomically replace the checkpoint with ``data`` from :meth:`dumps` (temporary file, then rename)."""
         tmp = self.path.with_suffix(".tmp")
-        with tmp.open("wb") as f:
-            pickle.dump((state, offset, effects), f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.write_bytes(data)
         tmp.replace(self.path)
 
     def done(self, offset: int) -> None:

@@ -41,6 +41,12 @@ class ScoringUpdate:
     metrics: list[ModelMetric] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
 
+    def extend(self, other: ScoringUpdate) -> None:
+        self.scores.extend(other.scores)
+        self.sessions.extend(other.sessions)
+        self.metrics.extend(other.metrics)
+        self.alerts.extend(other.alerts)
+
     def tables(self) -> dict[str, list[object]]:
         return {
             "scores": list(self.scores),

@@ -1,4 +1,5 @@
 """``take_batches``: batches grow with the backlog, and a batch is acknowledged only after its body ran.
+``InFlight``: one batch's effects at a time, in order, and a failure among them ends the owner.
 
 Driven through Faust's agent test context (an in-memory channel, no broker).
 """
@@ -10,9 +11,10 @@ import itertools
 from typing import Any, cast
 
 import faust
+import pytest
 from faust.types import EventT
 
-from streams.batches import take_batches
+from streams.batches import InFlight, take_batches
 
 MAX = 100
 
@@ -77,3 +79,129 @@ def test_the_batch_whose_body_raised_is_not_acknowledged() -> None:
     first, failed = batches
     assert all(e.message.acked for e in first)
     assert not any(e.message.acked for e in failed)  # it is delivered again after the restart
+
+
+class Owner:
+    """A stage that scores batches and leaves their effects to :class:`InFlight`, logging what happens."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self.log: list[str] = []
+        self.release: dict[int, asyncio.Event] = {}
+        self.in_flight = InFlight(self.take, full=lambda: len(self.pending) >= 3)
+
+    def take(self) -> Any:
+        if not self.pending:
+            return None
+        group, self.pending = self.pending, []
+        self.log.append(f"take {group}")
+        return self.store(group)
+
+    async def store(self, group: list[int]) -> None:
+        self.log.append(f"store {group}")
+        await self.release.setdefault(group[-1], asyncio.Event()).wait()
+        self.log.append(f"stored {group}")
+
+    async def batch(self, n: int) -> None:
+        self.in_flight.begin_batch()
+        self.log.append(f"score {n}")
+        self.pending.append(n)
+        await self.in_flight.end_batch()
+
+    async def let(self, n: int) -> None:
+        self.release.setdefault(n, asyncio.Event()).set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+
+def test_effects_are_made_one_group_at_a_time_in_order_and_grow_while_one_is_in_flight() -> None:
+    async def main() -> list[str]:
+        owner = Owner()
+        await owner.batch(0)  # a trickle: its own group, in flight at once
+        await asyncio.sleep(0)
+        await owner.batch(1)  # scored while group [0] is stored ...
+        await owner.batch(2)  # ... and so is this one: they wait together
+        await owner.let(0)  # [0] stored while the owner waits for its next batch: [1, 2] goes at once
+        await owner.batch(3)
+        await owner.batch(4)
+        fifth = asyncio.create_task(owner.batch(5))  # the pending group is full: the owner waits for [1, 2]
+        await asyncio.sleep(0.01)
+        owner.log.append("owner waiting" if not fifth.done() else "owner went on")
+        await owner.let(2)
+        await fifth
+        await owner.let(5)
+        await owner.in_flight.drain()
+        return owner.log
+
+    log = asyncio.run(asyncio.wait_for(main(), 5))
+    assert log == [
+        "score 0", "take [0]", "store [0]",
+        "score 1", "score 2",
+        "stored [0]", "take [1, 2]", "store [1, 2]",
+        "score 3", "score 4", "score 5", "owner waiting",
+        "stored [1, 2]", "take [3, 4, 5]", "store [3, 4, 5]", "stored [3, 4, 5]",
+    ]  # fmt: skip
+
+
+def test_no_group_is_taken_while_the_owner_is_in_a_batch() -> None:
+    async def main() -> list[str]:
+        owner = Owner()
+        await owner.batch(0)
+        owner.in_flight.begin_batch()  # batch 1 half done (a state change in progress) ...
+        owner.pending.append(1)
+        await owner.let(0)  # ... when [0] is stored: nothing is taken until the batch ends
+        owner.log.append("batch 1 ends")
+        await owner.in_flight.end_batch()
+        await owner.let(1)
+        return owner.log
+
+    log = asyncio.run(asyncio.wait_for(main(), 5))
+    assert log == [
+        "score 0",
+        "take [0]",
+        "store [0]",
+        "stored [0]",
+        "batch 1 ends",
+        "take [1]",
+        "store [1]",
+        "stored [1]",
+    ]
+
+
+def test_a_failure_in_flight_stops_the_owner_with_that_failure() -> None:
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        msg = "insert refused"
+        raise ValueError(msg)
+
+    async def owner() -> None:
+        groups = [fails()]
+        in_flight = InFlight(lambda: groups.pop() if groups else None)
+        try:
+            await in_flight.end_batch()
+            await asyncio.sleep(10)  # waiting for the next batch
+        except BaseException as e:
+            await in_flight.close(e)
+            raise
+
+    with pytest.raises(ValueError, match="insert refused"):
+        asyncio.run(asyncio.wait_for(owner(), 5))
+
+
+def test_closing_cancels_the_effects_in_flight() -> None:
+    made: list[str] = []
+
+    async def slow() -> None:
+        await asyncio.sleep(10)
+        made.append("slow")
+
+    async def main() -> None:
+        groups = [slow()]
+        in_flight = InFlight(lambda: groups.pop() if groups else None)
+        await in_flight.end_batch()
+        await asyncio.sleep(0)
+        await in_flight.close()
+        await asyncio.sleep(0)
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+    assert made == []

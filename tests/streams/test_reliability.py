@@ -233,7 +233,7 @@ def test_hostile_input_lands_once_and_fixed_failures_replay_once(kafka_bootstrap
 # save of a batch with effects on ``table``, and after that batch's first effect insert - so one table of the
 # batch is stored and the others are not. It names the checkpoint in ``killed`` first.
 _KILL_INSIDE_THE_BATCH = """
-import os, signal
+import os, pickle, signal
 from pathlib import Path
 
 prefix, table, nth = os.environ["REVSTREAM_TEST_KILL"].split(":")
@@ -242,11 +242,14 @@ from streams import checkpoint
 
 seen = []
 armed = []
-save, insert = checkpoint.Checkpoint.save, clickhouse.ClickHouseSink.insert
+write, insert = checkpoint.Checkpoint.write, clickhouse.ClickHouseSink.insert
 
-def saving(self, state, offset, effects):
-    save(self, state, offset, effects)
-    if self.path.name.startswith(prefix) and table in [e.table for e in effects] and len(effects) > 1:
+def writing(self, data):
+    write(self, data)
+    if not self.path.name.startswith(prefix):
+        return
+    _, offset, effects = pickle.loads(data)
+    if table in [e.table for e in effects] and len(effects) > 1:
         seen.append(offset)
         if len(seen) == int(nth):
             armed.append(effects[0].token)
@@ -257,7 +260,7 @@ def inserting(self, table, rows, *, token):
     if armed and token == armed[0]:
         os.kill(os.getpid(), signal.SIGKILL)
 
-checkpoint.Checkpoint.save = saving
+checkpoint.Checkpoint.write = writing
 clickhouse.ClickHouseSink.insert = inserting
 """
 

@@ -33,10 +33,10 @@ def _sessionize(devices: _TableWrites[DeviceState], raw: bytes, source: str) -> 
 
 def test_an_unfinished_batch_is_rolled_back_and_replays_as_new() -> None:
     table = FakeTable()
-    devices = _TableWrites(table, codec="json", revive=DeviceState.from_obj)
+    devices = _TableWrites(table, codec="revstream_device_state", revive=DeviceState.from_obj)
     first, second = segment(messageId="m1", anonymousId="d1"), segment(messageId="m2", anonymousId="d1")
     _sessionize(devices, first, "t:0:1")
-    devices.send_changelog()  # batch 1 done
+    devices.end_batch()()  # batch 1 done: its changelog sent
     assert [key for _, key, _ in table.sent] == ["d1"]
 
     _sessionize(devices, second, "t:0:2")  # batch 2: changes d1 in place and creates d2 ...
@@ -44,9 +44,38 @@ def test_an_unfinished_batch_is_rolled_back_and_replays_as_new() -> None:
     devices.rollback()  # ... and is cancelled before its effects
     assert set(table.data) == {"d1"}
     assert set(devices["d1"].seen) == {"m1"}
-    devices.send_changelog()
+    devices.end_batch()()
     assert len(table.sent) == 1  # nothing of the rolled-back batch reaches the changelog
 
     again = _sessionize(devices, second, "t:0:2")  # the replay: new, not skipped as done
     assert again is not None
     assert set(devices["d1"].seen) == {"m1", "m2"}
+
+
+def test_an_ended_batch_sends_its_own_states_and_is_rolled_back_until_it_is_sent() -> None:
+    table = FakeTable()
+    devices = _TableWrites(table, codec="revstream_device_state", revive=DeviceState.from_obj)
+    _sessionize(devices, segment(messageId="m1", anonymousId="d1"), "t:0:1")
+    send_first = devices.end_batch()  # batch 1 scored; its effects are in flight ...
+    _sessionize(devices, segment(messageId="m2", anonymousId="d1"), "t:0:2")  # ... while batch 2 changes d1
+    _sessionize(devices, segment(messageId="m3", anonymousId="d2"), "t:0:3")
+    send_first()
+    (_, key, value), *rest = table.sent
+    assert (key, rest) == ("d1", [])
+    assert isinstance(value, bytes)
+    assert set(DeviceState.from_json(value).seen) == {"m1"}  # as batch 1 left it, not batch 2's state
+
+    send_second = devices.end_batch()
+    devices.rollback()  # cancelled before batch 2's effects: batch 1 stays, batch 2 is undone
+    assert set(table.data) == {"d1"}
+    assert set(devices["d1"].seen) == {"m1"}
+    del send_second
+
+    table = FakeTable()
+    devices = _TableWrites(table, codec="revstream_device_state", revive=DeviceState.from_obj)
+    _sessionize(devices, segment(messageId="m4", anonymousId="d3"), "t:0:4")
+    devices.end_batch()  # never sent (its effects were cancelled) ...
+    _sessionize(devices, segment(messageId="m5", anonymousId="d3"), "t:0:5")
+    devices.rollback()  # ... so both batches are undone
+    assert table.data == {}
+    assert table.sent == []
