@@ -343,7 +343,7 @@ async def _sessionize_loop(
             if out.late:
                 await in_flight.wait()  # late rows are settled against the warehouse and the rows not stored yet
                 await out.settle_late(sink, devices, scored.sources)
-            for partition, rows, offsets, _ in out.tables.inserts(parsed_name):
+            for partition, rows, offsets in out.tables.by_partition():
                 await _make(sink, scoring.redo(partition), (producer, topics))
                 fresh, checked = await unstored.filter(sink, partition, rows)
                 features.partition = partition
@@ -1020,7 +1020,7 @@ class UnstoredRows:
 
 
 class _PartitionTables:
-    """A sessionize batch's valid rows grouped by input partition: one ``events`` insert per partition."""
+    """A sessionize batch's valid rows grouped by input partition, each partition scored and stored on its own."""
 
     def __init__(self) -> None:
         self._groups: dict[int, tuple[list[int], list[EventRow]]] = {}
@@ -1035,18 +1035,13 @@ class _PartitionTables:
         ids = {r.message_id for r in rows}
         return {r.message_id: r.source for _, group in self._groups.values() for r in group if r.message_id in ids}
 
-    def inserts(self, topic: str) -> Iterator[tuple[int, list[EventRow], list[int], str]]:
-        """``(partition, rows, offsets, token)`` in offset order; the token names the rows' input offset range."""
+    def by_partition(self) -> Iterator[tuple[int, list[EventRow], list[int]]]:
+        """``(partition, rows, offsets)`` in offset order."""
         for partition, (offsets, rows) in self._groups.items():
             order: Sequence[int] = range(len(offsets))
             if any(a > b for a, b in itertools.pairwise(offsets)):  # late rows were settled after the rest
                 order = sorted(order, key=offsets.__getitem__)
-            yield (
-                partition,
-                [rows[i] for i in order],
-                [offsets[i] for i in order],
-                f"{topic}:{partition}:{min(offsets)}-{max(offsets)}",
-            )
+            yield partition, [rows[i] for i in order], [offsets[i] for i in order]
 
 
 async def _insert_retrying(sink: ClickHouseSink, table: str, rows: list[object], token: str) -> None:

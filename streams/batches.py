@@ -16,8 +16,8 @@ fixed cost of its warehouse inserts and checkpoint (100-400 ms): that capped the
   cancelled: those events are delivered again (the stages' effects are idempotent). With
   ``acknowledge=False`` the caller acknowledges them itself, later (see :class:`InFlight`).
 
-:class:`InFlight` lets a stage work on the next batch while the slow effects of the last one (warehouse
-inserts, checkpoint file, producer flush) are still being made: one batch's effects at a time, in order.
+:class:`InFlight` lets a stage work on the next batch while the slow effects of the last ones (warehouse
+inserts, checkpoint file, producer flush) are still being made: one group of batches at a time, in order.
 """
 
 from __future__ import annotations
@@ -120,10 +120,6 @@ class InFlight:
         self._owner = asyncio.current_task()
         self._failure: BaseException | None = None
         self._between_batches = True
-
-    @property
-    def busy(self) -> bool:
-        return self._task is not None
 
     def begin_batch(self) -> None:
         """The owner starts changing state: no group may be taken until :meth:`end_batch`."""
