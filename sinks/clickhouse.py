@@ -234,15 +234,22 @@ class ClickHouseSink:
         self._buffers.setdefault(table, []).extend(rows)
 
     def flush(self, *, token: str) -> int:
-        """Insert everything buffered; returns the number of rows written."""
+        """Insert everything buffered; returns the number of rows written. The buffers are empty afterwards,
+        also when an insert fails."""
+        return self.insert_all(self.take(), token=token)
+
+    def take(self) -> dict[str, list[object]]:
+        """The buffered rows by table, leaving the buffers empty (to insert them later with :meth:`insert_all`)."""
+        buffers, self._buffers = self._buffers, {}
+        return buffers
+
+    def insert_all(self, buffers: Mapping[str, Sequence[object]], *, token: str) -> int:
+        """One insert per table of ``buffers``, each with the token ``{token}:{table}``; returns the rows written."""
         written = 0
-        try:
-            for table, rows in self._buffers.items():
-                if rows:
-                    self.insert(table, rows, token=f"{token}:{table}")
-                    written += len(rows)
-        finally:
-            self._buffers.clear()
+        for table, rows in buffers.items():
+            if rows:
+                self.insert(table, rows, token=f"{token}:{table}")
+                written += len(rows)
         return written
 
     def insert(self, table: str, rows: Sequence[object], *, token: str) -> None:

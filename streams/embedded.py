@@ -3,6 +3,12 @@
 Input arrives as ``(source, raw)`` pairs where ``source`` is ``name:line``. Rows are flushed every
 ``batch_size`` inputs with the token ``name:first-last``, so replaying the same file into the same
 warehouse writes nothing twice.
+
+A batch's inserts run in a writer thread while the next batch is parsed and scored; one batch is in flight
+at a time, and a failed insert ends the run at the next flush (or at the end). chDB releases the GIL while
+its engine writes the parts, which is about half of an insert's time, so that half overlaps with the
+pipeline's Python work (100k events: see ``benchmarks/pipeline.py``). Anything that reads the warehouse
+(late rows) waits for the batch in flight first.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,10 +81,21 @@ class EmbeddedRunner:
         pipeline.suppressed |= suppressed_subjects(sink)
 
     _end = False
+    _writer: ThreadPoolExecutor | None = None
+    _writing: Future[int] | None = None
 
     def run(self, inputs: Iterable[tuple[str, bytes]], *, progress: Callable[[int], None] | None = None) -> RunSummary:
-        with _young_gc_only():
-            return self._run(inputs, progress)
+        with _young_gc_only(), ThreadPoolExecutor(1, thread_name_prefix="revstream-sink") as self._writer:
+            try:
+                return self._run(inputs, progress)
+            finally:
+                self._stored()
+
+    def _stored(self) -> None:
+        """Wait until the batch in flight is in the warehouse; its insert's failure is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
 
     def _run(self, inputs: Iterable[tuple[str, bytes]], progress: Callable[[int], None] | None) -> RunSummary:
         self._end = False
@@ -141,6 +159,7 @@ class EmbeddedRunner:
         """Resends too old for the device's memory: the warehouse says whether each is new (see :func:`settle_late`)."""
         if not late:
             return
+        self._stored()
         ids = {row.message_id for row, _ in late}
         pending = {r.message_id: r.source for r in valid if r.message_id in ids}
         kept, duplicates = settle_late(
@@ -171,13 +190,14 @@ class EmbeddedRunner:
         self.sink.write("events", valid)
         self.sink.write("failed_events", failed)
         self.sink.write("consent_refusals", refused)
-        try:
-            self.sink.flush(token=f"{first}-{last.rsplit(':', 1)[-1]}")
-        finally:
-            valid.clear()
-            failed.clear()
-            refused.clear()
-            gc.collect(1)
+        buffers = self.sink.take()
+        valid.clear()
+        failed.clear()
+        refused.clear()
+        self._stored()
+        assert self._writer is not None
+        self._writing = self._writer.submit(self.sink.insert_all, buffers, token=f"{first}-{last.rsplit(':', 1)[-1]}")
+        gc.collect(1)
 
 
 @contextmanager

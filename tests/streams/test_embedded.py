@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
 
+import pytest
+
+from schemas.errors import SinkError
 from sinks import ClickHouseSink
 from streams.embedded import EmbeddedRunner, ndjson_lines
 from streams.pipeline import Pipeline
@@ -27,8 +33,18 @@ def mixed_input() -> bytes:
     return b"\n".join(good + BROKEN + duplicates) + b"\n\n"
 
 
-def run(dsn: str, data: bytes, batch_size: int = 64) -> tuple[int, int, int]:
-    with ClickHouseSink(dsn=dsn) as sink:
+class SlowSink(ClickHouseSink):
+    """A warehouse slower than the pipeline: each batch's inserts start 0.2 s late."""
+
+    def insert_all(self, buffers: Mapping[str, Sequence[object]], *, token: str) -> int:
+        time.sleep(0.2)
+        return super().insert_all(buffers, token=token)
+
+
+def run(
+    dsn: str, data: bytes, batch_size: int = 64, sink_type: type[ClickHouseSink] = ClickHouseSink
+) -> tuple[int, int, int]:
+    with sink_type(dsn=dsn) as sink:
         sink.migrate()
         runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=batch_size)
         summary = runner.run(ndjson_lines(io.BytesIO(data), "input"))
@@ -127,15 +143,19 @@ def _at(day: int) -> dict[str, str]:
     return {"timestamp": stamp, "sentAt": stamp, "receivedAt": stamp}
 
 
-def test_a_resend_older_than_the_device_memory_is_recorded_as_a_duplicate(warehouse_dsn: str) -> None:
-    """The device forgets ids after its 7-day dedupe window; the warehouse settles resends older than that."""
+@pytest.mark.parametrize("sink_type", [ClickHouseSink, SlowSink])
+def test_a_resend_older_than_the_device_memory_is_recorded_as_a_duplicate(
+    warehouse_dsn: str, sink_type: type[ClickHouseSink]
+) -> None:
+    """The device forgets ids after its 7-day dedupe window; the warehouse settles resends older than that,
+    after the batch in flight is stored (with the slow sink, the original would not be there yet)."""
     old = segment(messageId="old", **_at(1))
     later = [segment(messageId=f"later{i}", **_at(12)) for i in range(4)]
     resent = segment(messageId="old", **{**_at(12), "timestamp": "2026-11-01T10:00:00.000Z"})  # sent again
     new_but_late = segment(messageId="late-new", **_at(2))
     # batches of 3: the original is stored two batches before its resend; the last batch holds two resends
     data = b"\n".join([old, *later, resent, new_but_late, resent])
-    events, unique, failed = run(warehouse_dsn, data, batch_size=3)
+    events, unique, failed = run(warehouse_dsn, data, batch_size=3, sink_type=sink_type)
     with ClickHouseSink(dsn=warehouse_dsn) as sink:
         rows = sink.query("SELECT message_id, source, error FROM failed_events ORDER BY source").result_rows
     assert (events, unique) == (6, 6)
@@ -144,3 +164,51 @@ def test_a_resend_older_than_the_device_memory_is_recorded_as_a_duplicate(wareho
         ("old", "input:8", "duplicate messageId, first seen at input:1"),
     ]
     assert failed == 2
+
+
+def _numbered(lines: list[bytes], on_line: dict[int, threading.Event]) -> Iterator[tuple[str, bytes]]:
+    for number, line in enumerate(lines, start=1):
+        if number in on_line:
+            on_line[number].set()
+        yield f"input:{number}", line
+
+
+def test_a_batch_is_inserted_while_the_next_one_is_read(warehouse_dsn: str) -> None:
+    lines = [segment(messageId=f"m{i}") for i in range(6)]
+    reading_second = threading.Event()
+    waits: list[bool] = []
+
+    class WaitingSink(ClickHouseSink):
+        def insert_all(self, buffers: Mapping[str, Sequence[object]], *, token: str) -> int:
+            waits.append(reading_second.wait(10))  # a runner that inserts in line would never get there
+            return super().insert_all(buffers, token=token)
+
+    with WaitingSink(dsn=warehouse_dsn) as sink:
+        sink.migrate()
+        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=3)
+        summary = runner.run(_numbered(lines, {4: reading_second}))
+        stored = sink.query("SELECT count() FROM events").result_rows[0][0]
+    assert waits == [True, True]
+    assert (summary.valid, stored) == (6, 6)
+
+
+def test_a_failed_insert_ends_the_run(warehouse_dsn: str) -> None:
+    class FailingSink(ClickHouseSink):
+        def insert_all(self, buffers: Mapping[str, Sequence[object]], *, token: str) -> int:
+            msg = "the warehouse refused the batch"
+            raise SinkError(msg)
+
+    lines = [segment(messageId=f"m{i}") for i in range(7)]
+    read: list[int] = []
+
+    def inputs() -> Iterator[tuple[str, bytes]]:
+        for number, source_line in _numbered(lines, {}):
+            read.append(int(number.rsplit(":", 1)[1]))
+            yield number, source_line
+
+    with FailingSink(dsn=warehouse_dsn) as sink:
+        sink.migrate()
+        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=3)
+        with pytest.raises(SinkError, match="refused the batch"):
+            runner.run(inputs())
+    assert max(read) == 6  # the second batch's flush found the first batch failed; nothing after it was read
