@@ -11,9 +11,9 @@ attribution models. The attribution agent calls:
   arrived early, stay for the next conversion). Conversion ids are remembered per person with the consumed
   path until the lookback has passed, so a redelivered order returns credits for the same touches and
   teaches nothing twice;
-* ``expire(now)`` now and then (e.g. hourly, with the stream's event time; it scans every path): a path whose
-  last touch is more than ``lookback_days`` before ``now`` ended without a conversion, and the learned models
-  learn it as non-converting;
+* ``expire(now)`` now and then (e.g. hourly, with the stream's event time): a path whose last touch is more
+  than ``lookback_days`` before ``now`` ended without a conversion, and the learned models learn it as
+  non-converting (oldest last touch first; a heap of last touches finds them without scanning every path);
 * ``merge(src, dst)`` when identity resolution links two persons, ``forget(person_id)`` on erasure.
 
 Models that learn sessions rather than ended paths (:class:`~models.attribution.base.SessionLearner`, the
@@ -57,6 +57,7 @@ table and the learned models in one place (their state is :meth:`TouchpointPaths
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -117,6 +118,12 @@ def _order(touch: Touch) -> tuple[datetime, str]:
     return touch.at, touch.session_id
 
 
+def _due_heap(paths: Mapping[str, Sequence[Touch]]) -> list[tuple[datetime, str]]:
+    due = [(path[-1].at, pid) for pid, path in paths.items() if path]
+    heapq.heapify(due)
+    return due
+
+
 def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
@@ -147,6 +154,17 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
             raise ValueError(msg)
         self.paths: dict[str, list[Touch]] = {}
         self.conversions: dict[str, list[Conversion]] = {}
+        # (last touch, person) for every path, plus stale entries of paths that have grown or gone since: a
+        # min-heap, so that ``expire`` pops the ended paths instead of scanning them all (derived state, not
+        # pickled)
+        self._due: list[tuple[datetime, str]] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_due"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._due = _due_heap(self.paths)
 
     @property
     def lookback(self) -> timedelta:
@@ -178,6 +196,8 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
         if learn and path and _order(touch) >= _order(path[-1]):
             self._learn_trial(path, converted=False)
         bisect.insort(path, touch, key=_order)
+        if path[-1] is touch:
+            heapq.heappush(self._due, (touch.at, person_id))
         cutoff = path[-1].at - self.lookback
         start = max(bisect.bisect_left(path, cutoff, key=lambda t: t.at), len(path) - self.max_touches)
         del path[:start]
@@ -229,9 +249,14 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
         Also forgets remembered conversions older than the lookback. Returns the number of paths ended.
         """
         cutoff = _utc(now) - self.lookback
-        ended = [pid for pid, path in self.paths.items() if path[-1].at < cutoff]
-        for pid in ended:
+        due, ended = self._due, 0
+        while due and due[0][0] < cutoff:
+            _, pid = heapq.heappop(due)
+            current = self.paths.get(pid)
+            if not current or current[-1].at >= cutoff:
+                continue  # a stale entry: the path has gone, or grown since
             path = tuple(self.paths.pop(pid))
+            ended += 1
             for model in self.attributors:
                 if learns_sessions(model):
                     model.learn_trial(path, converted=False)
@@ -243,7 +268,7 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
                 self.conversions[pid] = recent
             else:
                 del self.conversions[pid]
-        return len(ended)
+        return ended
 
     def merge(self, src_person: str, dst_person: str) -> None:
         """Move ``src_person``'s touches and conversions to ``dst_person`` (identity resolution merged them)."""
@@ -349,6 +374,7 @@ class TouchpointPaths(Mapping[str, tuple[Touch, ...]]):
             models=models,
         )
         store.paths = {pid: [Touch.from_dict(t) for t in path] for pid, path in state["paths"].items()}
+        store._due = _due_heap(store.paths)
         store.conversions = {
             pid: [
                 Conversion(

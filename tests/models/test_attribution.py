@@ -241,6 +241,37 @@ def test_expire_learns_ended_paths_as_non_converting() -> None:
     assert markov.counts[()] == {("display",): 1}
 
 
+_OPS = st.sampled_from(["add", "add", "add", "convert", "merge", "forget", "copy", "expire", "expire"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_OPS, st.integers(0, 2), st.integers(0, 96), st.integers(0, 48)), max_size=60))
+def test_expire_ends_exactly_the_paths_past_the_lookback(ops: list[tuple[str, int, int, int]]) -> None:
+    """Whatever happened to the paths (touches out of order, conversions, merges, erasure, a restore from
+    JSON or a pickle), ``expire`` ends exactly the paths whose last touch is past the lookback.
+
+    Time moves on by up to 4 days an operation; a touch is up to 2 days late."""
+    store = TouchpointPaths(models=[Linear()], lookback_days=3)
+    now = T0
+    for i, (op, person, advance, late) in enumerate(ops):
+        pid, now = f"p{person}", now + timedelta(hours=advance)
+        if op == "add":
+            store.add(pid, Touch(channel="email", campaign="", at=now - timedelta(hours=late), session_id=str(i)))
+        elif op == "convert":
+            store.convert(pid, conversion_id=f"o{i}", revenue=1, currency="USD", at=now - timedelta(hours=late))
+        elif op == "merge":
+            store.merge(pid, f"p{(person + 1) % 3}")
+        elif op == "forget":
+            store.forget(pid)
+        elif op == "copy":
+            store = pickle.loads(pickle.dumps(store)) if i % 2 else TouchpointPaths.from_json(store.to_json())
+        else:
+            before = dict(store)
+            ended = {p for p, path in before.items() if path[-1].at < now - store.lookback}
+            assert store.expire(now) == len(ended)
+            assert set(store) == set(before) - ended
+
+
 def test_merge_interleaves_paths_in_time_order() -> None:
     store = TouchpointPaths()
     store.add("anon", touch("display", 1, "x"))
