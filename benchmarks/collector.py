@@ -41,9 +41,8 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks import figures_json
-from benchmarks.pipeline import broker_up, committed_lag
+from benchmarks.pipeline import broker_up, committed_lag, fresh_topics
 from sinks import ClickHouseSink
-from streams.kafka import ensure_topics
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,90 +209,90 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"cbench{uuid.uuid4().hex[:8]}"
     partitions = args.partitions
     settings = Settings(brokers=args.bootstrap, topic_prefix=prefix, app_id=prefix, partitions=partitions)
-    ensure_topics(settings)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            **os.environ,
-            "REVSTREAM_BROKERS": args.bootstrap,
-            "REVSTREAM_TOPIC_PREFIX": prefix,
-            "REVSTREAM_APP_ID": prefix,
-            "REVSTREAM_PARTITIONS": str(partitions),
-            "REVSTREAM_CLICKHOUSE_DSN": f"chdb://{tmp}/warehouse",
-            "REVSTREAM_DATA_DIR": tmp,
-            "REVSTREAM_WRITE_KEYS": WRITE_KEY,
-            "REVSTREAM_LOG_LEVEL": "WARNING",
-        }
-        log = Path(tmp) / "collector.log"
-        with log.open("wb") as out:
-            collector = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "collect", "--host", TARGET, "--port", str(port)],
-                env=env,
-                stdout=out,
-                stderr=out,
-            )
-        try:
-            wait_healthy(port, collector, log)
-            cpu_before = cpu_seconds(collector.pid)
-            client_before = cpu_seconds(os.getpid())
-            started = time.monotonic()
-            url = f"http://{TARGET}:{port}/v1/batch"
-            # The client's own cyclic GC walks 10,000 sessions' objects in pauses that would be measured as
-            # collector latency; it is paused for the bounded run.
-            gc.disable()
+    with fresh_topics(settings):
+        port = free_port()
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {
+                **os.environ,
+                "REVSTREAM_BROKERS": args.bootstrap,
+                "REVSTREAM_TOPIC_PREFIX": prefix,
+                "REVSTREAM_APP_ID": prefix,
+                "REVSTREAM_PARTITIONS": str(partitions),
+                "REVSTREAM_CLICKHOUSE_DSN": f"chdb://{tmp}/warehouse",
+                "REVSTREAM_DATA_DIR": tmp,
+                "REVSTREAM_WRITE_KEYS": WRITE_KEY,
+                "REVSTREAM_LOG_LEVEL": "WARNING",
+            }
+            log = Path(tmp) / "collector.log"
+            with log.open("wb") as out:
+                collector = subprocess.Popen(
+                    [sys.executable, "-m", "streams.cli", "collect", "--host", TARGET, "--port", str(port)],
+                    env=env,
+                    stdout=out,
+                    stderr=out,
+                )
             try:
-                load = asyncio.run(run_load(url, args))
+                wait_healthy(port, collector, log)
+                cpu_before = cpu_seconds(collector.pid)
+                client_before = cpu_seconds(os.getpid())
+                started = time.monotonic()
+                url = f"http://{TARGET}:{port}/v1/batch"
+                # The client's own cyclic GC walks 10,000 sessions' objects in pauses that would be measured as
+                # collector latency; it is paused for the bounded run.
+                gc.disable()
+                try:
+                    load = asyncio.run(run_load(url, args))
+                finally:
+                    gc.enable()
+                elapsed = time.monotonic() - started
+                collector_cpu = cpu_seconds(collector.pid) - cpu_before
+                client_cpu = cpu_seconds(os.getpid()) - client_before
             finally:
-                gc.enable()
-            elapsed = time.monotonic() - started
-            collector_cpu = cpu_seconds(collector.pid) - cpu_before
-            client_cpu = cpu_seconds(os.getpid()) - client_before
-        finally:
-            collector.terminate()
-            collector.wait(60)
-        on_topic = topic_count(args.bootstrap, settings.topic("events.raw"), partitions)
-        stored = None
-        drain_s = None
-        if not args.topic_only:
-            drain_s = drain_into_warehouse(env, args.bootstrap, prefix, partitions, Path(tmp) / "worker.log")
-            with ClickHouseSink(dsn=env["REVSTREAM_CLICKHOUSE_DSN"]) as sink:
-                stored = sink.query(
-                    "SELECT uniqExact(message_id) FROM (SELECT message_id FROM events"
-                    " UNION ALL SELECT message_id FROM failed_events) WHERE startsWith(message_id, 'bench-')"
-                ).result_rows[0][0]
-    latencies = sorted(load.latencies)
-    window = max(load.last - load.first, 1e-9)
-    ok = load.statuses.get("200", 0)
-    return {
-        "users": args.users,
-        "think_seconds_mean": args.think,
-        "ramp_seconds": args.ramp,
-        "partitions": partitions,
-        "requests": len(latencies),
-        "statuses": dict(sorted(load.statuses.items())),
-        "accepted_events": load.accepted_events,
-        "load_seconds": round(elapsed, 2),
-        "accepted_requests_per_s": round(ok / window),
-        "accepted_events_per_s": round(load.accepted_events / window),
-        "latency_ms": {
-            "p50": round(percentile(latencies, 0.50) * 1000, 2),
-            "p90": round(percentile(latencies, 0.90) * 1000, 2),
-            "p99": round(percentile(latencies, 0.99) * 1000, 2),
-            "max": round((latencies[-1] if latencies else 0.0) * 1000, 2),
-        },
-        "collector_cpu_seconds": round(collector_cpu, 2),
-        "collector_cpu_ms_per_1k_events": round(collector_cpu * 1e6 / max(load.accepted_events, 1), 1),
-        "client_cpu_seconds": round(client_cpu, 2),
-        "client_loop_lag_ms": {
-            "p50": round(percentile(sorted(load.lags), 0.5) * 1000, 2),
-            "p99": round(percentile(sorted(load.lags), 0.99) * 1000, 2),
-        },
-        "events_on_topic": on_topic,
-        "lost_on_topic": max(load.accepted_events - on_topic, 0),
-        "events_in_clickhouse": stored,
-        "lost_in_clickhouse": None if stored is None else max(load.accepted_events - stored, 0),
-        "worker_drain_seconds": None if drain_s is None else round(drain_s, 1),
-    }
+                collector.terminate()
+                collector.wait(60)
+            on_topic = topic_count(args.bootstrap, settings.topic("events.raw"), partitions)
+            stored = None
+            drain_s = None
+            if not args.topic_only:
+                drain_s = drain_into_warehouse(env, args.bootstrap, prefix, partitions, Path(tmp) / "worker.log")
+                with ClickHouseSink(dsn=env["REVSTREAM_CLICKHOUSE_DSN"]) as sink:
+                    stored = sink.query(
+                        "SELECT uniqExact(message_id) FROM (SELECT message_id FROM events"
+                        " UNION ALL SELECT message_id FROM failed_events) WHERE startsWith(message_id, 'bench-')"
+                    ).result_rows[0][0]
+        latencies = sorted(load.latencies)
+        window = max(load.last - load.first, 1e-9)
+        ok = load.statuses.get("200", 0)
+        return {
+            "users": args.users,
+            "think_seconds_mean": args.think,
+            "ramp_seconds": args.ramp,
+            "partitions": partitions,
+            "requests": len(latencies),
+            "statuses": dict(sorted(load.statuses.items())),
+            "accepted_events": load.accepted_events,
+            "load_seconds": round(elapsed, 2),
+            "accepted_requests_per_s": round(ok / window),
+            "accepted_events_per_s": round(load.accepted_events / window),
+            "latency_ms": {
+                "p50": round(percentile(latencies, 0.50) * 1000, 2),
+                "p90": round(percentile(latencies, 0.90) * 1000, 2),
+                "p99": round(percentile(latencies, 0.99) * 1000, 2),
+                "max": round((latencies[-1] if latencies else 0.0) * 1000, 2),
+            },
+            "collector_cpu_seconds": round(collector_cpu, 2),
+            "collector_cpu_ms_per_1k_events": round(collector_cpu * 1e6 / max(load.accepted_events, 1), 1),
+            "client_cpu_seconds": round(client_cpu, 2),
+            "client_loop_lag_ms": {
+                "p50": round(percentile(sorted(load.lags), 0.5) * 1000, 2),
+                "p99": round(percentile(sorted(load.lags), 0.99) * 1000, 2),
+            },
+            "events_on_topic": on_topic,
+            "lost_on_topic": max(load.accepted_events - on_topic, 0),
+            "events_in_clickhouse": stored,
+            "lost_in_clickhouse": None if stored is None else max(load.accepted_events - stored, 0),
+            "worker_drain_seconds": None if drain_s is None else round(drain_s, 1),
+        }
 
 
 def main() -> int:

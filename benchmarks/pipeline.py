@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from benchmarks import figures_json
 from models.simulator import SimulationConfig, simulate
 from sinks import ClickHouseSink
 from streams.embedded import EmbeddedRunner, ndjson_lines
-from streams.kafka import CONSUMED_TOPICS, ensure_topics, produce
+from streams.kafka import CONSUMED_TOPICS, delete_topics, ensure_topics, produce
 from streams.pipeline import Pipeline
 from streams.settings import Settings
 
@@ -73,6 +75,16 @@ def bench_embedded(lines: list[bytes]) -> dict[str, Any]:
         "failed": summary.failed_total,
         "stored_rows": stored[0][0],
     }
+
+
+@contextmanager
+def fresh_topics(settings: Settings) -> Iterator[None]:
+    """The topics of a benchmark's fresh prefix, deleted afterwards (leftover topics slow the broker down)."""
+    ensure_topics(settings)
+    try:
+        yield
+    finally:
+        delete_topics(settings)
 
 
 def broker_up(bootstrap: str) -> bool:
@@ -129,57 +141,59 @@ async def bare_loop(bootstrap: str, topic: str, n: int) -> float:
 def bench_kafka(lines: list[bytes], bootstrap: str, partitions: int) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     settings = Settings(brokers=bootstrap, topic_prefix=prefix, app_id=prefix, partitions=partitions)
-    ensure_topics(settings)
-    start = time.perf_counter()
-    produce(settings, lines)
-    produce_s = time.perf_counter() - start
-    bare_s = asyncio.run(bare_loop(bootstrap, settings.topic("events.raw"), len(lines)))
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            **os.environ,
-            "REVSTREAM_BROKERS": bootstrap,
-            "REVSTREAM_TOPIC_PREFIX": prefix,
-            "REVSTREAM_APP_ID": prefix,
-            "REVSTREAM_PARTITIONS": str(partitions),
-            "REVSTREAM_CLICKHOUSE_DSN": f"chdb://{tmp}/warehouse",
-            "REVSTREAM_DATA_DIR": tmp,
-            "REVSTREAM_LOG_LEVEL": "WARNING",
+    with fresh_topics(settings):
+        start = time.perf_counter()
+        produce(settings, lines)
+        produce_s = time.perf_counter() - start
+        bare_s = asyncio.run(bare_loop(bootstrap, settings.topic("events.raw"), len(lines)))
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {
+                **os.environ,
+                "REVSTREAM_BROKERS": bootstrap,
+                "REVSTREAM_TOPIC_PREFIX": prefix,
+                "REVSTREAM_APP_ID": prefix,
+                "REVSTREAM_PARTITIONS": str(partitions),
+                "REVSTREAM_CLICKHOUSE_DSN": f"chdb://{tmp}/warehouse",
+                "REVSTREAM_DATA_DIR": tmp,
+                "REVSTREAM_LOG_LEVEL": "WARNING",
+            }
+            log = Path(tmp) / "worker.log"
+            with log.open("wb") as out:
+                started = time.perf_counter()
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out, stderr=out
+                )
+                first_commit = None
+                try:
+                    while True:
+                        if proc.poll() is not None:
+                            msg = f"worker exited: {log.read_text()[-2000:]}"
+                            raise RuntimeError(msg)
+                        lag, raw_done = committed_lag(bootstrap, prefix, prefix, partitions)
+                        now = time.perf_counter()
+                        if first_commit is None and raw_done > 0:
+                            first_commit = (now, raw_done)
+                        if lag == 0 and raw_done >= len(lines):
+                            drained = now
+                            break
+                        time.sleep(0.5)
+                finally:
+                    proc.terminate()
+                    proc.wait(60)
+        end_to_end = drained - started
+        assert first_commit is not None
+        steady = (len(lines) - first_commit[1]) / max(drained - first_commit[0], 1e-9)
+        bare_eps = len(lines) / bare_s
+        return {
+            "events": len(lines),
+            "partitions": partitions,
+            "produce_events_per_s": round(len(lines) / produce_s),
+            "worker_end_to_end_seconds": round(end_to_end, 2),
+            "worker_end_to_end_events_per_s": round(len(lines) / end_to_end),
+            "worker_after_first_commit_events_per_s": round(steady),
+            "bare_aiokafka_events_per_s": round(bare_eps),
+            "ratio_worker_to_bare": round(steady / bare_eps, 4),
         }
-        log = Path(tmp) / "worker.log"
-        with log.open("wb") as out:
-            started = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out, stderr=out)
-            first_commit = None
-            try:
-                while True:
-                    if proc.poll() is not None:
-                        msg = f"worker exited: {log.read_text()[-2000:]}"
-                        raise RuntimeError(msg)
-                    lag, raw_done = committed_lag(bootstrap, prefix, prefix, partitions)
-                    now = time.perf_counter()
-                    if first_commit is None and raw_done > 0:
-                        first_commit = (now, raw_done)
-                    if lag == 0 and raw_done >= len(lines):
-                        drained = now
-                        break
-                    time.sleep(0.5)
-            finally:
-                proc.terminate()
-                proc.wait(60)
-    end_to_end = drained - started
-    assert first_commit is not None
-    steady = (len(lines) - first_commit[1]) / max(drained - first_commit[0], 1e-9)
-    bare_eps = len(lines) / bare_s
-    return {
-        "events": len(lines),
-        "partitions": partitions,
-        "produce_events_per_s": round(len(lines) / produce_s),
-        "worker_end_to_end_seconds": round(end_to_end, 2),
-        "worker_end_to_end_events_per_s": round(len(lines) / end_to_end),
-        "worker_after_first_commit_events_per_s": round(steady),
-        "bare_aiokafka_events_per_s": round(bare_eps),
-        "ratio_worker_to_bare": round(steady / bare_eps, 4),
-    }
 
 
 def bench_latency(lines: list[bytes], bootstrap: str, *, rate: int, seconds: int, linger_ms: int) -> dict[str, Any]:
@@ -192,62 +206,64 @@ def bench_latency(lines: list[bytes], bootstrap: str, *, rate: int, seconds: int
     """
     prefix = f"lat{uuid.uuid4().hex[:8]}"
     settings = Settings(brokers=bootstrap, topic_prefix=prefix, app_id=prefix, partitions=1)
-    ensure_topics(settings)
-    events = _latency_events(lines, rate * seconds)
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            **os.environ,
-            "REVSTREAM_BROKERS": bootstrap,
-            "REVSTREAM_TOPIC_PREFIX": prefix,
-            "REVSTREAM_APP_ID": prefix,
-            "REVSTREAM_PARTITIONS": "1",
-            "REVSTREAM_CLICKHOUSE_DSN": f"chdb://{tmp}/warehouse",
-            "REVSTREAM_DATA_DIR": tmp,
-            "REVSTREAM_LOG_LEVEL": "WARNING",
-            "REVSTREAM_LINGER_MS": str(linger_ms),
-            "REVSTREAM_CONSENT_REQUIRED": "false",
-        }
-        log = Path(tmp) / "worker.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out, stderr=out)
-            try:
-                producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-                consumer = Consumer(
-                    {"bootstrap.servers": bootstrap, "group.id": f"{prefix}-probe", "auto.offset.reset": "earliest"}
+    with fresh_topics(settings):
+        events = _latency_events(lines, rate * seconds)
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {
+                **os.environ,
+                "REVSTREAM_BROKERS": bootstrap,
+                "REVSTREAM_TOPIC_PREFIX": prefix,
+                "REVSTREAM_APP_ID": prefix,
+                "REVSTREAM_PARTITIONS": "1",
+                "REVSTREAM_CLICKHOUSE_DSN": f"chdb://{tmp}/warehouse",
+                "REVSTREAM_DATA_DIR": tmp,
+                "REVSTREAM_LOG_LEVEL": "WARNING",
+                "REVSTREAM_LINGER_MS": str(linger_ms),
+                "REVSTREAM_CONSENT_REQUIRED": "false",
+            }
+            log = Path(tmp) / "worker.log"
+            with log.open("wb") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out, stderr=out
                 )
-                consumer.subscribe([settings.topic("scores")])
-                warm = {
-                    "type": "page",
-                    "messageId": f"warm-{prefix}",
-                    "anonymousId": "w",
-                    "timestamp": "2026-11-01T00:00:00Z",
-                }
-                producer.produce(settings.topic("events.raw"), orjson.dumps(warm))
-                producer.flush()
-                deadline = time.monotonic() + 120  # start-up and the first score are not measured
-                while time.monotonic() < deadline and consumer.poll(1.0) is None:
-                    if proc.poll() is not None:
-                        error = f"worker exited: {log.read_text()[-2000:]}"
-                        raise RuntimeError(error)
-                # The other agents are still opening their warehouse connections (migrations in threads)
-                # when the first score arrives: start-up, not steady state.
-                time.sleep(_SETTLE_SECONDS)
-                sent = _send_at_rate(producer, settings.topic("events.raw"), events, rate)
-                latencies, model_ms = _collect_scores(consumer, sent)
-                consumer.close()
-            finally:
-                proc.terminate()
-                proc.wait(60)
-    return {
-        "rate_events_per_s": rate,
-        "seconds": seconds,
-        "linger_ms": linger_ms,
-        "scored_events": len(latencies),
-        "event_to_score_ms_p50": _pct(latencies, 0.5),
-        "event_to_score_ms_p99": _pct(latencies, 0.99),
-        "model_ms_p50": _pct(model_ms, 0.5),
-        "model_ms_p99": _pct(model_ms, 0.99),
-    }
+                try:
+                    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+                    consumer = Consumer(
+                        {"bootstrap.servers": bootstrap, "group.id": f"{prefix}-probe", "auto.offset.reset": "earliest"}
+                    )
+                    consumer.subscribe([settings.topic("scores")])
+                    warm = {
+                        "type": "page",
+                        "messageId": f"warm-{prefix}",
+                        "anonymousId": "w",
+                        "timestamp": "2026-11-01T00:00:00Z",
+                    }
+                    producer.produce(settings.topic("events.raw"), orjson.dumps(warm))
+                    producer.flush()
+                    deadline = time.monotonic() + 120  # start-up and the first score are not measured
+                    while time.monotonic() < deadline and consumer.poll(1.0) is None:
+                        if proc.poll() is not None:
+                            error = f"worker exited: {log.read_text()[-2000:]}"
+                            raise RuntimeError(error)
+                    # The other agents are still opening their warehouse connections (migrations in threads)
+                    # when the first score arrives: start-up, not steady state.
+                    time.sleep(_SETTLE_SECONDS)
+                    sent = _send_at_rate(producer, settings.topic("events.raw"), events, rate)
+                    latencies, model_ms = _collect_scores(consumer, sent)
+                    consumer.close()
+                finally:
+                    proc.terminate()
+                    proc.wait(60)
+        return {
+            "rate_events_per_s": rate,
+            "seconds": seconds,
+            "linger_ms": linger_ms,
+            "scored_events": len(latencies),
+            "event_to_score_ms_p50": _pct(latencies, 0.5),
+            "event_to_score_ms_p99": _pct(latencies, 0.99),
+            "model_ms_p50": _pct(model_ms, 0.5),
+            "model_ms_p99": _pct(model_ms, 0.99),
+        }
 
 
 _SETTLE_SECONDS = 5.0

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from sinks import ClickHouseSink
 from streams.embedded import EmbeddedRunner, ndjson_lines
-from streams.kafka import ensure_topics, produce
+from streams.kafka import delete_topics, ensure_topics, produce
 from streams.pipeline import Pipeline
 from streams.settings import Settings
 from tests.conftest import segment
@@ -163,3 +165,22 @@ def test_worker_can_serve_the_collector(kafka_bootstrap: str, tmp_path: Path) ->
     with ClickHouseSink(dsn=deployment.dsn) as sink:
         got = sink.query("SELECT message_id FROM events ORDER BY message_id").result_rows
     assert got == [("http0",), ("http1",), ("http2",)]
+
+
+def test_delete_topics_removes_only_the_prefix_and_its_app(kafka_bootstrap: str) -> None:
+    mine = Settings(brokers=kafka_bootstrap, topic_prefix="deltest", app_id="deltest", partitions=1)
+    other = Settings(brokers=kafka_bootstrap, topic_prefix="deltestkeep", app_id="deltestkeep", partitions=1)
+    ensure_topics(mine)
+    ensure_topics(other)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.create_topics([NewTopic("deltest-devices-changelog", num_partitions=1)]).values():
+        future.result(30)
+    deleted = delete_topics(mine)
+    assert "deltest.events.raw" in deleted
+    assert "deltest-devices-changelog" in deleted
+    assert not any(t.startswith("deltestkeep") for t in deleted)
+    left = set(admin.list_topics(timeout=30).topics)
+    assert not left & set(deleted)
+    assert other.topic("events.raw") in left
+    assert delete_topics(mine) == []
+    delete_topics(other)
