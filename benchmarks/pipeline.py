@@ -6,12 +6,14 @@ A latency run then sends events at a fixed rate (``--latency-rate``, default 1,0
 reports the event-to-score time (producer send to the score's Kafka timestamp, p50/p99) and the model time.
 
 Input is simulator traffic (seed 1, 1% malformed). Embedded mode runs :class:`EmbeddedRunner` into a fresh
-chDB warehouse in this process: the pipeline on one thread, each batch's inserts in a writer thread while
-the next batch is processed, so it can use a second core for chDB's part of the inserts; ``cpu_seconds`` is
-the process's CPU time over the run and ``events_per_cpu_s`` the rate per core-second, the one-core figure.
-Kafka mode produces the events to a fresh topic prefix, starts a
-real ``revstream worker`` process and waits until its consumer group has committed every topic; it reports
-both the end-to-end rate (worker start to drained) and the rate after the first commit (startup excluded).
+chDB warehouse in this process: the pipeline on one thread and, with a second CPU, each batch's inserts in a
+writer thread while the next batch is processed (chDB's part of an insert then runs on the other core).
+``cpu_seconds`` is the process's CPU time over the run, all threads; ``events_per_cpu_s`` divides by it (GIL
+hand-offs and chDB's own threads included). For the one-core figure, pin the process:
+``taskset -c 0 python -m benchmarks.pipeline --embedded-only``. Kafka mode produces the events to a fresh
+topic prefix, starts a real ``revstream worker`` process and waits until its consumer group has committed
+every topic; it reports both the end-to-end rate (worker start to drained) and the rate after the first
+commit (startup excluded).
 The reference is a bare aiokafka consumer that reads the same raw topic and ``orjson.loads`` every value.
 A broker is started with ``scripts/kafka.sh`` unless one answers on ``--bootstrap``.
 """

@@ -46,7 +46,9 @@ def run(
 ) -> tuple[int, int, int]:
     with sink_type(dsn=dsn) as sink:
         sink.migrate()
-        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=batch_size)
+        runner = EmbeddedRunner(
+            pipeline=Pipeline(Settings()), sink=sink, batch_size=batch_size, write_behind=sink_type is SlowSink
+        )
         summary = runner.run(ndjson_lines(io.BytesIO(data), "input"))
         assert summary.inputs == summary.valid + summary.failed_total
         return sink.query(  # type: ignore[no-any-return]
@@ -185,7 +187,7 @@ def test_a_batch_is_inserted_while_the_next_one_is_read(warehouse_dsn: str) -> N
 
     with WaitingSink(dsn=warehouse_dsn) as sink:
         sink.migrate()
-        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=3)
+        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=3, write_behind=True)
         summary = runner.run(_numbered(lines, {4: reading_second}))
         stored = sink.query("SELECT count() FROM events").result_rows[0][0]
     assert waits == [True, True]
@@ -208,7 +210,27 @@ def test_a_failed_insert_ends_the_run(warehouse_dsn: str) -> None:
 
     with FailingSink(dsn=warehouse_dsn) as sink:
         sink.migrate()
-        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=3)
+        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=3, write_behind=True)
         with pytest.raises(SinkError, match="refused the batch"):
             runner.run(inputs())
     assert max(read) == 6  # the second batch's flush found the first batch failed; nothing after it was read
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [({0}, {"MainThread"}), ({0, 1}, {"revstream-sink_0"})])
+def test_inserts_are_made_behind_only_with_a_second_cpu(
+    warehouse_dsn: str, monkeypatch: pytest.MonkeyPatch, cpus: set[int], threads: set[str]
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: cpus)
+    used: set[str] = set()
+
+    class ThreadSink(ClickHouseSink):
+        def insert_all(self, buffers: Mapping[str, Sequence[object]], *, token: str) -> int:
+            used.add(threading.current_thread().name)
+            return super().insert_all(buffers, token=token)
+
+    with ThreadSink(dsn=warehouse_dsn) as sink:
+        sink.migrate()
+        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=3)
+        runner.run(_numbered([segment(messageId=f"m{i}") for i in range(7)], {}))
+        assert sink.query("SELECT count() FROM events").result_rows[0][0] == 7
+    assert used == threads
