@@ -35,14 +35,19 @@ CONSUMED_TOPICS = ("events.raw", "events.parsed", "events.failed", "people", "pr
 SINGLE_PARTITION_TOPICS = frozenset({"people", "privacy"})
 
 
-def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
-    """Create revstream's topics with ``settings.partitions`` partitions; returns the ones created."""
+def _topics(settings: Settings, timeout: float) -> tuple[AdminClient, set[str]]:
+    """An admin client and the broker's topic names; a broker that does not answer is a ConfigError."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
+        return admin, set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as e:
         msg = f"cannot reach Kafka at {settings.kafka_bootstrap}: {e.args[0].str() if e.args else e}"
         raise ConfigError(msg) from e
+
+
+def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
+    """Create revstream's topics with ``settings.partitions`` partitions; returns the ones created."""
+    admin, existing = _topics(settings, timeout)
     wanted = [settings.topic(t) for t in TOPICS if settings.topic(t) not in existing]
     single = {settings.topic(t) for t in SINGLE_PARTITION_TOPICS}
     if not wanted:
@@ -69,12 +74,7 @@ def delete_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
     For benchmarks and tests that make a fresh prefix per run: hundreds of leftover topics on one broker
     slow every later run down.
     """
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    try:
-        existing = admin.list_topics(timeout=timeout).topics
-    except KafkaException as e:
-        msg = f"cannot reach Kafka at {settings.kafka_bootstrap}: {e.args[0].str() if e.args else e}"
-        raise ConfigError(msg) from e
+    admin, existing = _topics(settings, timeout)
     ours = sorted(t for t in existing if t.startswith((f"{settings.topic_prefix}.", f"{settings.app_id}-")))
     if not ours:
         return []
