@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 
 import orjson
 from confluent_kafka import KafkaException, Producer
@@ -58,13 +59,7 @@ def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
             for name in wanted
         ]
     )
-    for name, future in futures.items():
-        try:
-            future.result(timeout)
-        except KafkaException as e:
-            if "TOPIC_ALREADY_EXISTS" not in str(e):
-                msg = f"cannot create topic {name}: {e}"
-                raise ConfigError(msg) from e
+    _settled(futures, timeout, done_already="TOPIC_ALREADY_EXISTS", action="create")
     return wanted
 
 
@@ -78,14 +73,20 @@ def delete_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
     ours = sorted(t for t in existing if t.startswith((f"{settings.topic_prefix}.", f"{settings.app_id}-")))
     if not ours:
         return []
-    for name, future in admin.delete_topics(ours, operation_timeout=timeout).items():
+    futures = admin.delete_topics(ours, operation_timeout=timeout)
+    _settled(futures, timeout, done_already="UNKNOWN_TOPIC_OR_PART", action="delete")
+    return ours
+
+
+def _settled(futures: Mapping[str, Future[None]], timeout: float, *, done_already: str, action: str) -> None:
+    """Wait for per-topic admin results; an error naming ``done_already`` means another client did it first."""
+    for name, future in futures.items():
         try:
             future.result(timeout)
         except KafkaException as e:
-            if "UNKNOWN_TOPIC_OR_PART" not in str(e):
-                msg = f"cannot delete topic {name}: {e}"
+            if done_already not in str(e):
+                msg = f"cannot {action} topic {name}: {e}"
                 raise ConfigError(msg) from e
-    return ours
 
 
 def device_key(raw: bytes) -> bytes | None:
