@@ -338,7 +338,7 @@ def main() -> int:
     parser.add_argument("--latency-only", action="store_true", help="only the latency run (needs a broker)")
     parser.add_argument("--latency-rate", type=int, default=1000, help="events/s of the latency run (default 1000)")
     parser.add_argument("--latency-seconds", type=int, default=20, help="length of the latency run (default 20)")
-    parser.add_argument("--linger-ms", type=int, default=5, help="REVSTREAM_LINGER_MS of the latency run (default 5)")
+    parser.add_argument("--linger-ms", type=int, default=1, help="REVSTREAM_LINGER_MS of the latency run (default 1)")
     parser.add_argument(
         "--json",
         type=Path,

@@ -156,7 +156,9 @@ def create_app(settings: Settings) -> faust.App:
 
     app.on_partitions_revoked.connect(on_revoked)
 
-    outputs = _Outputs(bootstrap=settings.kafka_bootstrap, failed_topic=failed_topic.get_topic_name())
+    outputs = _Outputs(
+        bootstrap=settings.kafka_bootstrap, failed_topic=failed_topic.get_topic_name(), linger_ms=settings.linger_ms
+    )
 
     failed_name, parsed_name, valid_name, people_name = (
         failed_topic.get_topic_name(),
@@ -690,14 +692,15 @@ class PeopleCheckpoint:
 class _Outputs:
     """The agents' shared librdkafka producer, created on first use inside the running worker."""
 
-    def __init__(self, *, bootstrap: str, failed_topic: str) -> None:
+    def __init__(self, *, bootstrap: str, failed_topic: str, linger_ms: float) -> None:
         self.bootstrap = bootstrap
+        self.linger_ms = linger_ms
         self.failed_topic = failed_topic
         self._producer: OutputProducer | None = None
 
     def producer(self) -> OutputProducer:
         if self._producer is None:
-            self._producer = OutputProducer(bootstrap=self.bootstrap)
+            self._producer = OutputProducer(bootstrap=self.bootstrap, linger_ms=self.linger_ms)
         return self._producer
 
     def fail(self, out: FailedEvent) -> None:

@@ -159,10 +159,14 @@ class OutputProducer:
     then lets Faust acknowledge the inputs, so outputs are durable before their input offsets are committed.
     """
 
-    def __init__(self, *, bootstrap: str) -> None:
-        self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4"}
-        )
+    def __init__(self, *, bootstrap: str, linger_ms: float = 1.0) -> None:
+        self.config = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": linger_ms,
+            "compression.type": "lz4",
+        }
+        self._producer = Producer(self.config)
         self._errors: list[str] = []
 
     def _delivered(self, err: object, _msg: object) -> None:

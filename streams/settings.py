@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
     batch_seconds: Annotated[float, Field(gt=0)] = 1.0
     linger_ms: Annotated[int, Field(ge=1, le=10_000)] = Field(
-        5, description="how long after its first event a batch closes, unless more are queued (latency vs throughput)"
+        1,
+        description="how long after its first event a batch closes, unless more are queued, and how long the"
+        " agents' producer waits to fill a request (latency vs throughput)",
     )
     web_port: Annotated[int, Field(ge=0, le=65535)] = 6066
     web_enabled: bool = False
