@@ -61,6 +61,11 @@ baseline row has ``campaign`` ``""`` and ``touch_index`` = the path's length (on
 never collides with a touch in the warehouse's ``(model, conversion_id, touch_index)`` key). A conversion
 without any touch follows the store's rule (all to ``direct``), like every model.
 
+The posterior also says how sure the credits are: :meth:`IncrementalAttribution.removal_effects` credits one
+trial, and :meth:`IncrementalAttribution.draw` gives a copy that predicts with coefficients drawn from the
+posterior, so crediting the same conversions with a few hundred draws puts intervals on the channel shares
+(``benchmarks/attribution.py`` does, and checks the pairs it is sure of against the truth).
+
 Predictions use a snapshot of the posterior mean taken when ``refit_every`` trials have been learned
 since the last one (or on :meth:`IncrementalAttribution.refit`), so ``model_version``
 (``incremental.<snapshots>``) names the coefficients behind a credit. Until a conversion has been learned
@@ -93,8 +98,9 @@ before the path's last touch, is only history for later trials.
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -249,16 +255,37 @@ class IncrementalAttribution:
             return [1.0] * len(path), 0.0
         if self.learned_since_snapshot >= self.refit_every or not self.n_snapshots:
             self.refit()
-        x = self.features(path)[-1]
+        effects, baseline = self.removal_effects(self.features(path)[-1], {t.channel for t in path})
+        return self._spread(path, effects), baseline
+
+    def removal_effects(self, x: Mapping[str, float], channels: Iterable[str]) -> tuple[dict[str, float], float]:
+        """Per channel of ``channels`` (the reference left out) its removal effect on the trial with features
+        ``x``, and the baseline's weight; together they add up to the trial's conversion probability."""
         logit = self._logit(x)
         p = _sigmoid(logit)
-        channels = sorted({t.channel for t in path} - {self.reference_channel})
-        effects = {c: max(p - _sigmoid(logit - self._lift(x, c)), 0.0) for c in channels}
+        effects = {
+            c: max(p - _sigmoid(logit - self._lift(x, c)), 0.0) for c in sorted(channels) if c != self.reference_channel
+        }
         removed = sum(effects.values())
         if removed > p:
             effects = {c: e * p / removed for c, e in effects.items()}
             removed = p
-        return self._spread(path, effects), max(p - removed, 0.0)
+        return effects, max(p - removed, 0.0)
+
+    def draw(self, rng: np.random.Generator) -> IncrementalAttribution:
+        """A copy that predicts with coefficients drawn from the posterior instead of its mean.
+
+        For the uncertainty of credits (``benchmarks/attribution.py`` draws a few hundred to put intervals on
+        channel shares); the copy shares the posterior's arrays, so it is for predicting only.
+        """
+        symmetric = (self.covariance + self.covariance.T) / 2  # rank-one updates leave rounding asymmetry
+        sample = rng.multivariate_normal(self.mean, symmetric, method="eigh")
+        other = copy.copy(self)
+        other.intercept = float(sample[0])
+        other.coefficients = {k: float(sample[i]) for k, i in self.index.items() if k}
+        other.learned_since_snapshot = 0
+        other.n_snapshots = max(self.n_snapshots, 1)
+        return other
 
     def predict_one(self, path: Sequence[Touch], *, at: datetime) -> list[float]:
         """Per-touch weights without the baseline (the store credits the baseline from ``predict_with_baseline``)."""

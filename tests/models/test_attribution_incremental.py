@@ -6,6 +6,7 @@ import pickle
 import random
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -138,3 +139,43 @@ def test_a_pickle_of_the_sgd_version_resumes_from_its_averaged_coefficients() ->
     old.refit()
     assert old.coefficients["now:email"] > 1.2  # learning goes on from there
     assert set(old.coefficients) == {"now:email", "now:direct"}
+
+
+def test_draws_come_from_the_posterior_and_narrow_with_data() -> None:
+    def spread(persons: int) -> tuple[float, float, IncrementalAttribution]:
+        model = IncrementalAttribution(refit_every=1)
+        simulate(TouchpointPaths(models=[model]), seed=4, persons=persons, lift={"email": 1.0})
+        model.refit()
+        rng = np.random.default_rng(0)
+        lifts = []  # email's immediate lift over direct: the intercept and the now: terms alone are not identified
+        for _ in range(400):
+            drawn = model.draw(rng).coefficients
+            lifts.append(drawn["now:email"] - drawn["now:direct"])
+        return float(np.mean(lifts)), float(np.std(lifts)), model
+
+    _, sd_small, _ = spread(150)
+    mean_large, sd_large, model = spread(1500)
+    assert sd_large < 0.5 * sd_small  # ten times the data: about a third of the spread
+    contrast = np.zeros(len(model.mean))
+    contrast[model.index["now:email"]], contrast[model.index["now:direct"]] = 1.0, -1.0
+    assert mean_large == pytest.approx(float(contrast @ model.mean), abs=3 * sd_large / 20)  # 400 draws: sd / 20
+    assert sd_large == pytest.approx(float(np.sqrt(contrast @ model.covariance @ contrast)), rel=0.15)
+    lift = model.coefficients["now:email"] - model.coefficients["now:direct"]
+    assert lift == pytest.approx(float(contrast @ model.mean))  # the model itself keeps predicting with the mean
+
+
+def test_removal_effects_and_the_baseline_add_up_to_the_conversion_probability() -> None:
+    model = IncrementalAttribution(refit_every=1)
+    simulate(TouchpointPaths(models=[model]), seed=5, lift={"email": 1.0, "paid_search": 0.5})
+    model.refit()
+    drawn = model.draw(np.random.default_rng(1))
+    path = [touch("paid_search", 0, "a"), touch("direct", 5, "b"), touch("email", 9, "c")]
+    for m in (model, drawn):
+        x = m.features(path)[-1]
+        effects, baseline = m.removal_effects(x, {t.channel for t in path})
+        assert set(effects) == {"paid_search", "email"}  # the reference is the counterfactual
+        logit = m.intercept + sum(m.coefficients.get(k, 0.0) * v for k, v in x.items())
+        assert sum(effects.values()) + baseline == pytest.approx(1 / (1 + np.exp(-logit)))
+        touches, base = m.predict_with_baseline(path, at=T0)
+        assert (sum(touches), base) == pytest.approx((sum(effects.values()), baseline))
+    assert drawn.coefficients != model.coefficients
