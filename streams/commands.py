@@ -421,9 +421,8 @@ def _pct(value: float | None) -> str:
 
 
 def worker(settings: Settings) -> int:
-    from faust import Worker
-
     from streams.app import create_app
+    from streams.faust_fixes import Worker
     from streams.kafka import ensure_topics
 
     try:

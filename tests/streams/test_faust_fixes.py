@@ -1,17 +1,22 @@
-"""The two consumer fixes in :mod:`streams.faust_fixes`, driven without a broker."""
+"""The fixes in :mod:`streams.faust_fixes`, driven without a broker."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import faust
+import pytest
 from faust.types import TP
 from mode.utils.locks import Event as MEvent
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from streams.faust_fixes import Consumer, FlowControl
+from streams.faust_fixes import Consumer, FlowControl, Worker
 
 TOPIC = TP("events.raw", 0)
 
@@ -146,3 +151,30 @@ def test_a_blocked_delivery_gives_way_to_a_suspension_and_finishes_when_there_is
         return first.done == [suspension], held, second.stopped, queue.get_nowait()
 
     assert asyncio.run(run()) == (True, ["queued before"], False, "delivered")
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield root
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_a_quiet_worker_keeps_the_root_logger_at_its_level(root_logger: logging.Logger) -> None:
+    def root_level_after_setup(worker_class: type[faust.Worker]) -> int:
+        app = faust.App("log-level-test", broker="memory://", store="memory://", web_enabled=False)
+        loop = asyncio.new_event_loop()
+        try:
+            worker = worker_class(
+                app, loglevel="warning", quiet=True, redirect_stdouts=False, loop=loop, stdout=io.StringIO()
+            )
+            worker._setup_logging()
+        finally:
+            loop.close()
+        return root_logger.level
+
+    assert root_level_after_setup(faust.Worker) == logging.DEBUG  # Faust's own: every debug call builds a record
+    assert root_level_after_setup(Worker) == logging.WARNING
+    assert not any(type(h).__name__ == "SpinnerHandler" for h in root_logger.handlers)
