@@ -170,7 +170,7 @@ def share_intervals(
             effects, baseline = drawn.removal_effects(x, path_channels)
             p = sum(effects.values()) + baseline
             for c, effect in effects.items():
-                totals[c] += cents * effect / p
+                totals[c] += cents * effect / p if p > 0 else 0.0
         share = shares(totals, channels)
         rows.append([share[c] for c in channels])
     matrix = np.array(rows)

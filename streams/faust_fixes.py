@@ -34,8 +34,8 @@ installs.
    :class:`faust.Worker` adds a terminal spinner's handler to the root logger and sets the root logger to
    DEBUG "so that it spins for every log message": aiokafka, Faust and asyncio then build a record for
    every debug call (about 4% of the aiokafka consumer thread at 1,000 events/s), only for the spinner to
-   drop them, so a quieter worker ran slower. :class:`Worker` has no spinner, and the root logger keeps
-   the configured level.
+   drop them, so a quieter worker ran slower. :class:`Worker` (what ``revstream worker`` runs) has no
+   spinner, and the root logger keeps the configured level.
 """
 
 from __future__ import annotations
