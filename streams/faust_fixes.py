@@ -1,4 +1,4 @@
-"""Corrections to faust-streaming's consumer that exactly-once effects depend on, and two for its speed.
+"""Corrections to faust-streaming that exactly-once effects depend on, and two for its speed.
 
 The first three were found by the crash and erasure tests, which lost an input or stalled a partition now
 and then (see the notes on issue #8); the fixes are small subclasses that :class:`streams.app.RevstreamApp`
