@@ -165,6 +165,9 @@ class OutputProducer:
             "enable.idempotence": True,
             "linger.ms": linger_ms,
             "compression.type": "lz4",
+            # Only failures call back into Python: a callback per delivered message took the GIL from the
+            # event loop once per message, from the thread that flushes.
+            "delivery.report.only.error": True,
         }
         self._producer = Producer(self.config)
         self._errors: list[str] = []
@@ -173,10 +176,11 @@ class OutputProducer:
         if err is not None:
             self._errors.append(str(err))
 
-    def produce(self, topic: str, *, key: bytes | None, value: bytes) -> None:
+    def produce(self, topic: str, *, key: bytes | None, value: bytes | None, partition: int = -1) -> None:
+        """Queue a message (on ``partition``, or the key's partition by default; a ``None`` value is a tombstone)."""
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=self._delivered)
+                self._producer.produce(topic, value=value, key=key, partition=partition, on_delivery=self._delivered)
             except BufferError:
                 self._producer.poll(0.05)
             else:

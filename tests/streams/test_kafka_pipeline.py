@@ -184,3 +184,33 @@ def test_delete_topics_removes_only_the_prefix_and_its_app(kafka_bootstrap: str)
     assert other.topic("events.raw") in left
     assert delete_topics(mine) == []
     delete_topics(other)
+
+
+def test_a_restarted_worker_recovers_device_states_from_their_changelog(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The worker writes the ``devices`` changelog itself; a new worker process rebuilds the table from it.
+    Resent events are then still duplicates, and a device's next event continues its open session."""
+    deployment = Deployment.new(kafka_bootstrap, tmp_path, partitions=2)
+    settings = Settings(brokers=deployment.bootstrap, topic_prefix=deployment.prefix, partitions=deployment.partitions)
+    ensure_topics(settings)
+
+    def event(i: int, device: str, minute: int) -> bytes:
+        stamp = f"2026-11-01T10:{minute:02d}:00.000Z"
+        return segment(messageId=f"m{i}", anonymousId=device, timestamp=stamp, sentAt=stamp)
+
+    first = [event(i, f"dev{i % 4}", i) for i in range(12)]
+    later = [first[1], first[6], event(12, "dev0", 14), event(13, "dev3", 15)]
+    log = tmp_path / "worker.log"
+    for lines in (first, later):  # one worker process each: the second starts with nothing in memory
+        assert produce(settings, lines) == len(lines)
+        with worker(deployment, log) as proc:
+            wait_drained(deployment, proc, log)
+
+    changelog = read_topic(kafka_bootstrap, f"{deployment.prefix}-devices-changelog")
+    assert {orjson.loads(key) for key, _ in changelog if key is not None} == {f"dev{d}" for d in range(4)}
+    with ClickHouseSink(dsn=deployment.dsn) as sink:
+        sessions = dict(sink.query("SELECT message_id, session_id FROM events").result_rows)
+        dedupes = sink.query("SELECT count() FROM failed_events WHERE stage = 'dedupe'").result_rows[0][0]
+    assert len(sessions) == 14
+    assert dedupes == 2  # m1 and m6 were remembered across the restart
+    assert sessions["m12"] == sessions["m8"]  # dev0's session (m0, m4, m8, m12: minutes apart) went on
+    assert sessions["m13"] == sessions["m11"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
+
+import orjson
 
 from models.ingest import DeviceState, RowBuilder, Sessionizer
 from schemas.records import FailedEvent
@@ -11,14 +14,17 @@ from tests.conftest import segment
 
 
 class FakeTable:
-    """Faust's table as the wrapper uses it: ``data`` (the store) and ``send_changelog``."""
+    """Faust's table as the wrapper uses it: ``data`` (the store) and the changelog topic's name. It is also
+    the producer the changelog is sent through (``produce``), recording what reached its changelog."""
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: "app-devices-changelog")
         self.sent: list[tuple[int, str, object]] = []
 
-    def send_changelog(self, partition: int, key: str, value: object, **_: object) -> None:
-        self.sent.append((partition, key, value))
+    def produce(self, topic: str, *, key: bytes, value: bytes | None, partition: int) -> None:
+        assert topic == "app-devices-changelog"
+        self.sent.append((partition, orjson.loads(key), value))  # keys as Faust's ``json`` codec reads them
 
 
 def _sessionize(devices: _TableWrites[DeviceState], raw: bytes, source: str) -> object:
@@ -36,7 +42,7 @@ def test_an_unfinished_batch_is_rolled_back_and_replays_as_new() -> None:
     devices = _TableWrites(table, codec="revstream_device_state", revive=DeviceState.from_obj)
     first, second = segment(messageId="m1", anonymousId="d1"), segment(messageId="m2", anonymousId="d1")
     _sessionize(devices, first, "t:0:1")
-    devices.end_batch()()  # batch 1 done: its changelog sent
+    devices.end_batch()(table)  # batch 1 done: its changelog sent
     assert [key for _, key, _ in table.sent] == ["d1"]
 
     _sessionize(devices, second, "t:0:2")  # batch 2: changes d1 in place and creates d2 ...
@@ -44,7 +50,7 @@ def test_an_unfinished_batch_is_rolled_back_and_replays_as_new() -> None:
     devices.rollback()  # ... and is cancelled before its effects
     assert set(table.data) == {"d1"}
     assert set(devices["d1"].seen) == {"m1"}
-    devices.end_batch()()
+    devices.end_batch()(table)
     assert len(table.sent) == 1  # nothing of the rolled-back batch reaches the changelog
 
     again = _sessionize(devices, second, "t:0:2")  # the replay: new, not skipped as done
@@ -59,7 +65,7 @@ def test_an_ended_batch_sends_its_own_states_and_is_rolled_back_until_it_is_sent
     send_first = devices.end_batch()  # batch 1 scored; its effects are in flight ...
     _sessionize(devices, segment(messageId="m2", anonymousId="d1"), "t:0:2")  # ... while batch 2 changes d1
     _sessionize(devices, segment(messageId="m3", anonymousId="d2"), "t:0:3")
-    send_first()
+    send_first(table)
     (_, key, value), *rest = table.sent
     assert (key, rest) == ("d1", [])
     assert isinstance(value, bytes)
