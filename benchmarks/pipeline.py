@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import io
 import itertools
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -205,13 +206,19 @@ def bench_kafka(lines: list[bytes], bootstrap: str, partitions: int) -> dict[str
         }
 
 
-def bench_latency(lines: list[bytes], bootstrap: str, *, rate: int, seconds: int, linger_ms: int) -> dict[str, Any]:
+def bench_latency(
+    lines: list[bytes], bootstrap: str, *, rate: int, seconds: int, linger_ms: int, probe: bool = False
+) -> dict[str, Any]:
     """Event-to-score latency at a fixed input rate: from the producer's send to the score's Kafka timestamp.
 
     Events are sent without ``receivedAt`` at ``rate`` per second for ``seconds`` to a warm worker (its
     first score seen, then 5 s to finish starting; one partition, ``REVSTREAM_LINGER_MS=linger_ms``); each
     score on the ``scores`` topic is matched to its event by ``messageId``. Scores are only published for
     scored events (pages and track calls, not pings).
+
+    With ``probe``, a librdkafka consumer in another process reads ``events.raw`` during the run: how long
+    after its send each event could be read at all (``send_to_readable_ms``) is the part of the latency
+    that the broker and the machine add before any worker sees the event.
     """
     prefix = f"lat{uuid.uuid4().hex[:8]}"
     settings = Settings(brokers=bootstrap, topic_prefix=prefix, app_id=prefix, partitions=1)
@@ -257,12 +264,15 @@ def bench_latency(lines: list[bytes], bootstrap: str, *, rate: int, seconds: int
                     # The other agents are still opening their warehouse connections (migrations in threads)
                     # when the first score arrives: start-up, not steady state.
                     time.sleep(_SETTLE_SECONDS)
-                    sent = _send_at_rate(producer, settings.topic("events.raw"), events, rate)
-                    latencies, model_ms, timed = _collect_scores(consumer, sent)
+                    with _readable_probe(bootstrap, settings.topic("events.raw"), Path(tmp), on=probe) as readable:
+                        sent = _send_at_rate(producer, settings.topic("events.raw"), events, rate)
+                        latencies, model_ms, timed = _collect_scores(consumer, sent)
                     consumer.close()
                 finally:
                     proc.terminate()
                     proc.wait(60)
+        floor = sorted(readable[mid] - at for mid, at in sent.items() if mid in readable)
+        probed = {"send_to_readable_ms_p50": _pct(floor, 0.5), "send_to_readable_ms_p99": _pct(floor, 0.99)}
         return {
             "rate_events_per_s": rate,
             "seconds": seconds,
@@ -273,10 +283,58 @@ def bench_latency(lines: list[bytes], bootstrap: str, *, rate: int, seconds: int
             f"event_to_score_ms_p99_per_{_WINDOW_SECONDS:g}s": _window_p99(timed, _WINDOW_SECONDS),
             "model_ms_p50": _pct(model_ms, 0.5),
             "model_ms_p99": _pct(model_ms, 0.99),
+            **(probed if probe else {}),
         }
 
 
 _SETTLE_SECONDS = 5.0
+
+
+@contextmanager
+def _readable_probe(bootstrap: str, topic: str, tmp: Path, *, on: bool) -> Iterator[dict[str, float]]:
+    """While the block runs, a consumer process (:func:`_probe`) notes when each new message on ``topic``
+    became readable; the mapping (``messageId`` -> ms since the epoch) is filled in when the block ends."""
+    readable: dict[str, float] = {}
+    if not on:
+        yield readable
+        return
+    out, stop = tmp / "probe.json", tmp / "probe.stop"
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    process = context.Process(target=_probe, args=(bootstrap, topic, out, stop, ready), daemon=True)
+    process.start()
+    if not ready.wait(60):
+        process.kill()
+        msg = "the latency probe did not start within 60 s"
+        raise RuntimeError(msg)
+    try:
+        yield readable
+    finally:
+        stop.touch()
+        process.join(60)
+    if out.exists():
+        readable.update(orjson.loads(out.read_bytes()))
+
+
+def _probe(bootstrap: str, topic: str, out: Path, stop: Path, ready: Any) -> None:
+    """Read ``topic`` (partition 0) from its end until ``stop`` exists; write ``messageId -> read at`` to ``out``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:8]}"})
+    low_high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+    consumer.assign([TopicPartition(topic, 0, low_high[1])])
+    seen: dict[str, float] = {}
+    ready.set()
+    while not stop.exists():
+        message = consumer.poll(0.2)
+        if message is None or message.error():
+            continue
+        at = time.time() * 1000
+        mid = orjson.loads(message.value() or b"{}").get("messageId")
+        if isinstance(mid, str):
+            seen[mid] = at
+    consumer.close()
+    out.write_bytes(orjson.dumps(seen))
+
+
 _WINDOW_SECONDS = 5.0
 
 
@@ -361,6 +419,12 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=int, default=20, help="length of the latency run (default 20)")
     parser.add_argument("--linger-ms", type=int, default=1, help="REVSTREAM_LINGER_MS of the latency run (default 1)")
     parser.add_argument(
+        "--latency-probe",
+        action="store_true",
+        help="also time when each event becomes readable by another consumer process (the broker's and the"
+        " machine's share of the latency, before any worker sees the event)",
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         default=ROOT / "benchmarks" / "results" / "pipeline.json",
@@ -374,7 +438,12 @@ def main() -> int:
     }
     if args.latency_only:
         results["latency"] = bench_latency(
-            lines, args.bootstrap, rate=args.latency_rate, seconds=args.latency_seconds, linger_ms=args.linger_ms
+            lines,
+            args.bootstrap,
+            rate=args.latency_rate,
+            seconds=args.latency_seconds,
+            linger_ms=args.linger_ms,
+            probe=args.latency_probe,
         )
         print(f"latency: {results['latency']}")
         return 0
@@ -394,7 +463,12 @@ def main() -> int:
             results["kafka"] = bench_kafka(lines, args.bootstrap, args.partitions)
             print(f"kafka: {results['kafka']}")
             results["latency"] = bench_latency(
-                lines, args.bootstrap, rate=args.latency_rate, seconds=args.latency_seconds, linger_ms=args.linger_ms
+                lines,
+                args.bootstrap,
+                rate=args.latency_rate,
+                seconds=args.latency_seconds,
+                linger_ms=args.linger_ms,
+                probe=args.latency_probe,
             )
             print(f"latency: {results['latency']}")
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
 from collections import defaultdict
@@ -178,3 +179,20 @@ def test_a_quiet_worker_keeps_the_root_logger_at_its_level(root_logger: logging.
     assert root_level_after_setup(faust.Worker) == logging.DEBUG  # Faust's own: every debug call builds a record
     assert root_level_after_setup(Worker) == logging.WARNING
     assert not any(type(h).__name__ == "SpinnerHandler" for h in root_logger.handlers)
+
+
+def test_a_started_worker_leaves_what_start_up_made_out_of_garbage_collections() -> None:
+    app = faust.App("freeze-test", broker="memory://", store="memory://", web_enabled=False)
+    loop = asyncio.new_event_loop()
+    state = {"devices": [{"seen": ["m1"]}]}  # long-lived state made while starting (e.g. a recovered table)
+    try:
+        worker = Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False, loop=loop, stdout=io.StringIO())
+        assert any(o is state for o in gc.get_objects())  # scanned by every full collection
+        loop.run_until_complete(worker.on_startup_finished())
+        assert gc.get_freeze_count() > 0
+        assert not any(o is state for o in gc.get_objects())  # in the permanent generation: never scanned
+        later = {"devices": []}
+        assert any(o is later for o in gc.get_objects())  # what the running worker makes is still collected
+    finally:
+        gc.unfreeze()
+        loop.close()
