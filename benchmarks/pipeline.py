@@ -328,8 +328,11 @@ def _probe(bootstrap: str, topic: str, out: Path, stop: Path, ready: Any) -> Non
         if message is None or message.error():
             continue
         at = time.time() * 1000
-        mid = orjson.loads(message.value() or b"{}").get("messageId")
-        if isinstance(mid, str):
+        try:
+            event = orjson.loads(message.value() or b"{}")
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and isinstance(mid := event.get("messageId"), str):
             seen[mid] = at
     consumer.close()
     out.write_bytes(orjson.dumps(seen))

@@ -1,8 +1,17 @@
-"""The latency benchmark's windows: the p99 of the events sent in each window, in sending order."""
+"""The latency benchmark: the p99 of the events sent in each window, and the probe of when events can be read."""
 
 from __future__ import annotations
 
-from benchmarks.pipeline import _window_p99
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from benchmarks.pipeline import _readable_probe, _window_p99
 
 
 def test_a_stall_shows_in_its_own_window_only() -> None:
@@ -11,3 +20,28 @@ def test_a_stall_shows_in_its_own_window_only() -> None:
     assert _window_p99(steady, 5.0) == [16.0, 16.0, 16.0, 16.0]
     assert _window_p99(list(reversed(stalled)), 5.0) == [16.0, 500.0, 16.0, 16.0]  # arrival order does not matter
     assert _window_p99([], 5.0) == []
+
+
+@pytest.mark.integration
+def test_the_probe_notes_when_each_new_event_became_readable(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topic = f"probe-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.create_topics([NewTopic(topic, 1)]).values():
+        future.result(timeout=30)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 0})
+    producer.produce(topic, orjson.dumps({"messageId": "before"}))  # already there: not part of the run
+    producer.flush(30)
+    sent = {}
+    with _readable_probe(kafka_bootstrap, topic, tmp_path, on=True) as readable:
+        for i in range(20):
+            sent[f"m{i}"] = time.time() * 1000
+            producer.produce(topic, orjson.dumps({"messageId": f"m{i}"}))
+        producer.produce(topic, b"not json either way")
+        producer.flush(30)
+        time.sleep(1.0)
+        assert readable == {}  # filled in when the block ends
+    assert set(readable) == set(sent)
+    assert all(0 <= readable[m] - sent[m] < 10_000 for m in sent)
+    with _readable_probe(kafka_bootstrap, topic, tmp_path, on=False) as off:
+        pass
+    assert off == {}
