@@ -439,8 +439,9 @@ def main() -> int:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
-    if args.latency_only:
-        results["latency"] = bench_latency(
+
+    def latency() -> dict[str, Any]:
+        figures = bench_latency(
             lines,
             args.bootstrap,
             rate=args.latency_rate,
@@ -448,7 +449,11 @@ def main() -> int:
             linger_ms=args.linger_ms,
             probe=args.latency_probe,
         )
-        print(f"latency: {results['latency']}")
+        print(f"latency: {figures}")
+        return figures
+
+    if args.latency_only:
+        results["latency"] = latency()
         return 0
     results["embedded"] = bench_embedded(lines)
     print(f"embedded: {results['embedded']}")
@@ -465,15 +470,7 @@ def main() -> int:
         try:
             results["kafka"] = bench_kafka(lines, args.bootstrap, args.partitions)
             print(f"kafka: {results['kafka']}")
-            results["latency"] = bench_latency(
-                lines,
-                args.bootstrap,
-                rate=args.latency_rate,
-                seconds=args.latency_seconds,
-                linger_ms=args.linger_ms,
-                probe=args.latency_probe,
-            )
-            print(f"latency: {results['latency']}")
+            results["latency"] = latency()
         finally:
             if started_broker:
                 port = args.bootstrap.rsplit(":", 1)[1]
