@@ -38,9 +38,9 @@ installs.
    spinner, and the root logger keeps the configured level.
 6. **Full garbage collections of everything ever imported.** Python's cyclic collector scans every tracked
    object in a full collection, and a started worker holds ~220,000 (the functions, classes and modules of
-   Faust, aiokafka, River, XGBoost, pandas; the restored state). A full collection took 100-140 ms every few
-   seconds at 1,000 events/s, holding the GIL, so every thread stopped and every event in flight waited.
-   None of those objects is ever garbage, so once the worker has started (tables recovered)
+   Faust, aiokafka, River, XGBoost, SciPy, NumPy; the restored state). A full collection took 100-140 ms
+   every few seconds at 1,000 events/s, holding the GIL, so every thread stopped and every event in flight
+   waited. None of those objects is ever garbage, so once the worker has started (tables recovered)
    :class:`Worker` collects once and moves them to the permanent generation (``gc.freeze``): full
    collections then took 8-11 ms. Frozen objects are still freed when their last reference goes; only a
    reference cycle among them would outlive its use, and they are the program and its long-lived state.
