@@ -271,9 +271,7 @@ def bench_latency(
                 finally:
                     proc.terminate()
                     proc.wait(60)
-        floor = sorted(readable[mid] - at for mid, at in sent.items() if mid in readable)
-        probed = {"send_to_readable_ms_p50": _pct(floor, 0.5), "send_to_readable_ms_p99": _pct(floor, 0.99)}
-        return {
+        figures = {
             "rate_events_per_s": rate,
             "seconds": seconds,
             "linger_ms": linger_ms,
@@ -283,11 +281,15 @@ def bench_latency(
             f"event_to_score_ms_p99_per_{_WINDOW_SECONDS:g}s": _window_p99(timed, _WINDOW_SECONDS),
             "model_ms_p50": _pct(model_ms, 0.5),
             "model_ms_p99": _pct(model_ms, 0.99),
-            **(probed if probe else {}),
         }
+        if probe:
+            floor = sorted(readable[mid] - at for mid, at in sent.items() if mid in readable)
+            figures |= {"send_to_readable_ms_p50": _pct(floor, 0.5), "send_to_readable_ms_p99": _pct(floor, 0.99)}
+        return figures
 
 
 _SETTLE_SECONDS = 5.0
+_WINDOW_SECONDS = 5.0
 
 
 @contextmanager
@@ -336,9 +338,6 @@ def _probe(bootstrap: str, topic: str, out: Path, stop: Path, ready: Any) -> Non
             seen[mid] = at
     consumer.close()
     out.write_bytes(orjson.dumps(seen))
-
-
-_WINDOW_SECONDS = 5.0
 
 
 def _latency_events(lines: list[bytes], n: int) -> list[tuple[str, bytes]]:
