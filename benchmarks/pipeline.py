@@ -207,7 +207,14 @@ def bench_kafka(lines: list[bytes], bootstrap: str, partitions: int) -> dict[str
 
 
 def bench_latency(
-    lines: list[bytes], bootstrap: str, *, rate: int, seconds: int, linger_ms: int, probe: bool = False
+    lines: list[bytes],
+    bootstrap: str,
+    *,
+    rate: int,
+    seconds: int,
+    linger_ms: int,
+    probe: bool = False,
+    backlog: int = 0,
 ) -> dict[str, Any]:
     """Event-to-score latency at a fixed input rate: from the producer's send to the score's Kafka timestamp.
 
@@ -219,11 +226,15 @@ def bench_latency(
     With ``probe``, a librdkafka consumer in another process reads ``events.raw`` during the run: how long
     after its send each event could be read at all (``send_to_readable_ms``) is the part of the latency
     that the broker and the machine add before any worker sees the event.
+
+    With ``backlog``, the worker first works through the first ``backlog`` of ``lines`` as fast as it can (the
+    run then sends events from later in the simulated month), so that the run meets the state a worker
+    builds up (persons, paths, value models, their checkpoints) rather than an almost empty one.
     """
     prefix = f"lat{uuid.uuid4().hex[:8]}"
     settings = Settings(brokers=bootstrap, topic_prefix=prefix, app_id=prefix, partitions=1)
     with fresh_topics(settings):
-        events = _latency_events(lines, rate * seconds)
+        events = _latency_events(lines[backlog:], rate * seconds)  # later in event time than the backlog
         with tempfile.TemporaryDirectory() as tmp:
             env = {
                 **os.environ,
@@ -261,6 +272,8 @@ def bench_latency(
                         if proc.poll() is not None:
                             error = f"worker exited: {log.read_text()[-2000:]}"
                             raise RuntimeError(error)
+                    if backlog:
+                        _work_through(producer, settings, lines[:backlog], proc, log)
                     # The other agents are still opening their warehouse connections (migrations in threads)
                     # when the first score arrives: start-up, not steady state.
                     time.sleep(_SETTLE_SECONDS)
@@ -274,6 +287,7 @@ def bench_latency(
         figures = {
             "rate_events_per_s": rate,
             "seconds": seconds,
+            "backlog_events": backlog,
             "linger_ms": linger_ms,
             "scored_events": len(latencies),
             "event_to_score_ms_p50": _pct(latencies, 0.5),
@@ -286,6 +300,24 @@ def bench_latency(
             floor = sorted(readable[mid] - at for mid, at in sent.items() if mid in readable)
             figures |= {"send_to_readable_ms_p50": _pct(floor, 0.5), "send_to_readable_ms_p99": _pct(floor, 0.99)}
         return figures
+
+
+def _work_through(
+    producer: Producer, settings: Settings, lines: list[bytes], proc: subprocess.Popen[bytes], log: Path
+) -> None:
+    """Produce ``lines`` to the raw topic and wait until the worker has committed every topic."""
+    for line in lines:
+        producer.produce(settings.topic("events.raw"), line)
+        producer.poll(0)
+    producer.flush()
+    while True:
+        if proc.poll() is not None:
+            error = f"worker exited: {log.read_text()[-2000:]}"
+            raise RuntimeError(error)
+        lag, raw_done = committed_lag(settings.kafka_bootstrap, settings.app_id, settings.topic_prefix, 1)
+        if lag == 0 and raw_done > len(lines):  # and the warm-up event
+            return
+        time.sleep(0.5)
 
 
 _SETTLE_SECONDS = 5.0
@@ -421,6 +453,12 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=int, default=20, help="length of the latency run (default 20)")
     parser.add_argument("--linger-ms", type=int, default=1, help="REVSTREAM_LINGER_MS of the latency run (default 1)")
     parser.add_argument(
+        "--latency-backlog",
+        type=int,
+        default=0,
+        help="events the worker works through before the latency run, to build up state (default 0)",
+    )
+    parser.add_argument(
         "--latency-probe",
         action="store_true",
         help="also time when each event becomes readable by another consumer process (the broker's and the"
@@ -447,6 +485,7 @@ def main() -> int:
             seconds=args.latency_seconds,
             linger_ms=args.linger_ms,
             probe=args.latency_probe,
+            backlog=args.latency_backlog,
         )
         print(f"latency: {figures}")
         return figures

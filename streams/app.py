@@ -5,6 +5,7 @@ Topics (all under ``settings.topic_prefix``)::
     events.raw     -> ingest       (any key; Segment JSON bytes)      -> events.parsed | events.failed
     events.parsed  -> sessionize   (key = device; table ``devices``)  -> events        | events.failed
     events.failed  -> warehouse    (ingest failures into ClickHouse ``failed_events``)
+    people         -> people       (one partition; the person-level stage, computed in a child process)
     (sessionize writes the ``events`` rows to ClickHouse itself, batched and idempotent)
 
 ``events.parsed`` re-keys by device so that a device's deduplication and session state sit on one
@@ -17,6 +18,7 @@ partition and offset range it came from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -50,9 +52,9 @@ from sinks.clickhouse import ClickHouseSink
 from sinks.erasure import erase, suppressed_subjects
 from streams import faust_fixes
 from streams.batches import InFlight, take_batches
-from streams.checkpoint import Checkpoint, Effect
+from streams.checkpoint import Checkpoint, Effect, effects_of
 from streams.kafka import OutputProducer
-from streams.people import PeopleStage, PeopleUpdate
+from streams.people_process import PeopleProcess
 from streams.pipeline import Pipeline
 from streams.scoring import ScoringStage, ScoringUpdate
 from streams.settings import Settings
@@ -444,7 +446,7 @@ class _Scored:
         stored = []
         for partition, part in self.parts.items():
             token = f"{topic}:{partition}:{part.first}-{part.last}"
-            effects = _effects(part.update.tables(), token)
+            effects = effects_of(part.update.tables(), token)
             checkpoint = scoring.snapshot(partition, part.stage, part.last, effects)
             stored.append(_StoredPartition(partition, part.last, checkpoint, effects, part.fresh, part.check, token))
         group = _StoreSessionized(
@@ -588,11 +590,6 @@ _PUBLISHED: Topics = {
 }
 
 
-def _effects(tables: dict[str, list[object]], token: str) -> list[Effect]:
-    """A batch's inserts, one per non-empty table, each with the batch token and its table name."""
-    return [Effect(table, rows, f"{token}:{table}") for table, rows in tables.items() if rows]
-
-
 def published_topics(settings: Settings) -> Topics:
     """Table -> (topic name, key field, row converter) of the tables whose rows are also published."""
     return {table: (settings.topic(topic), key, convert) for table, (topic, key, convert) in _PUBLISHED.items()}
@@ -618,9 +615,6 @@ async def _make(
         await _insert_retrying(sink, effect.table, effect.rows, effect.token)
 
 
-_PEOPLE_SLICE = 50
-
-
 async def _people_loop(
     stream: faust.Stream[bytes],
     *,
@@ -629,65 +623,40 @@ async def _people_loop(
     people_name: str,
     output: Callable[[], OutputProducer],
 ) -> None:
-    """The person-level stage (:mod:`streams.people`) on its one partition; checkpointed with each batch's
-    effects before they are made (see :mod:`streams.checkpoint`)."""
-    checkpoint = PeopleCheckpoint(settings.data_dir / "people-checkpoint.pickle")
-    last_offset, redo = checkpoint.restore(pipeline)
-    sink = await asyncio.to_thread(_open_sink, settings)
+    """The person-level stage on its one partition, computed in a child process (:mod:`streams.people_process`)
+    and checkpointed here with each batch's effects before they are made (see :mod:`streams.checkpoint`).
+    Rows at or below the checkpoint's offset are not applied twice, and effects a kill interrupted are made
+    on restart."""
+    checkpoint = Checkpoint[object](settings.data_dir / "people-checkpoint.pickle")
     topics = published_topics(settings)
-    try:
-        if redo:
+    async with contextlib.AsyncExitStack() as stack:
+        sink = await asyncio.to_thread(_open_sink, settings)
+        stack.push_async_callback(asyncio.to_thread, sink.close)
+        people = await PeopleProcess.start(settings, checkpoint.path)
+        stack.push_async_callback(asyncio.to_thread, people.close)
+        last_offset = people.offset
+        if people.redo:
             producer = output()
-            await _make(sink, redo, (producer, topics))
+            await _make(sink, people.redo, (producer, topics))
             await producer.flush()
             checkpoint.done(last_offset)
         async for batch in take_batches(stream, settings.batch_size, 0.5):
             fresh = [e for e in batch if e.message.offset > last_offset]
             if not fresh:
                 continue
-            update = PeopleUpdate()
-            for i, event in enumerate(fresh, 1):
-                if i % _PEOPLE_SLICE == 0:
-                    await asyncio.sleep(0)  # let the scoring stage in: a person batch takes ~0.3 ms an event
+            for event in fresh:
                 if event.value.startswith(ERASE_MARKER):
-                    marker = EraseMarker.from_json(event.value)
-                    pipeline.forget(marker.ids, marker.subjects, at=datetime.now(UTC))
-                    continue
-                update.extend(pipeline.people.process(EventRow.from_json(event.value)))
+                    pipeline.suppressed.update(EraseMarker.from_json(event.value).subjects)
             first, last_offset = fresh[0].message.offset, fresh[-1].message.offset
-            effects = _effects(update.tables(), f"{people_name}:0:{first}-{last_offset}")
+            effects, state = await people.batch(
+                [e.value for e in fresh], last=last_offset, token=f"{people_name}:0:{first}-{last_offset}"
+            )
             producer = output()
-            _publish(producer, update.tables(), topics)
-            await asyncio.to_thread(checkpoint.save, pipeline, last_offset, effects)
+            _publish(producer, {effect.table: effect.rows for effect in effects}, topics)
+            await asyncio.to_thread(checkpoint.write, state)
             await _make(sink, effects)
             await producer.flush()
             checkpoint.done(last_offset)
-    finally:
-        await asyncio.to_thread(sink.close)
-
-
-class PeopleCheckpoint:
-    """The person-level stage on disk (a :class:`~streams.checkpoint.Checkpoint`): the stage, the last
-    ``people`` offset it includes, and that batch's effects. Rows at or below the offset are not applied
-    twice, and effects a kill interrupted are made on restart."""
-
-    def __init__(self, path: Path) -> None:
-        self.checkpoint: Checkpoint[PeopleStage] = Checkpoint(path)
-
-    def restore(self, pipeline: Pipeline) -> tuple[int, list[Effect]]:
-        """Put the saved stage into ``pipeline``; returns its offset (-1 without a file) and the effects to redo."""
-        restored = self.checkpoint.load()
-        if restored is None:
-            return -1, []
-        pipeline.people = restored.state
-        log.info("person-level state restored", path=str(self.checkpoint.path), offset=restored.offset)
-        return restored.offset, restored.redo
-
-    def save(self, pipeline: Pipeline, offset: int, effects: list[Effect]) -> None:
-        self.checkpoint.save(pipeline.people, offset, effects)
-
-    def done(self, offset: int) -> None:
-        self.checkpoint.done(offset)
 
 
 class _Outputs:

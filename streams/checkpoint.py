@@ -43,6 +43,11 @@ class Effect:
     token: str
 
 
+def effects_of(tables: dict[str, list[Any]], token: str) -> list[Effect]:
+    """A batch's inserts, one per non-empty table, each with the batch token and its table name."""
+    return [Effect(table, rows, f"{token}:{table}") for table, rows in tables.items() if rows]
+
+
 @dataclass(frozen=True, slots=True)
 class Restored(Generic[S]):
     state: S

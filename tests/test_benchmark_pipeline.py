@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks.pipeline import _readable_probe, _window_p99
+from benchmarks.pipeline import _readable_probe, _window_p99, bench_latency, traffic
 
 
 def test_a_stall_shows_in_its_own_window_only() -> None:
@@ -45,3 +45,13 @@ def test_the_probe_notes_when_each_new_event_became_readable(kafka_bootstrap: st
     with _readable_probe(kafka_bootstrap, topic, tmp_path, on=False) as off:
         pass
     assert off == {}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_latency_run_after_a_backlog_meets_the_state_and_is_scored(kafka_bootstrap: str) -> None:
+    """The worker works through the backlog first; the run's events come later in event time, so they are
+    scored (events older than the backlog's would be late and never scored, and the run would measure nothing)."""
+    figures = bench_latency(traffic(3000), kafka_bootstrap, rate=50, seconds=4, linger_ms=1, backlog=2000)
+    assert figures["backlog_events"] == 2000
+    assert figures["scored_events"] >= 50, figures  # of the 200 sent: pages and track calls, not pings

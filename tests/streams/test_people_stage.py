@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from schemas.privacy import EraseMarker
 from schemas.records import EXAMPLE_ROW, EventRow
-from streams.app import PeopleCheckpoint
+from streams.checkpoint import Checkpoint, Effect
 from streams.people import PeopleStage, PeopleUpdate, is_order
-from streams.pipeline import Pipeline
+from streams.people_process import PeopleProcess, PeopleProcessError
 from streams.settings import Settings
 
 
@@ -124,19 +128,59 @@ def test_forget_removes_the_person_everywhere() -> None:
     assert stage.value_model.predict_one({"person_id": "a:d4"}).frequency == 2
 
 
-def test_checkpoint_round_trip_keeps_what_the_stage_learned(tmp_path: Path) -> None:
-    first = Pipeline(Settings())
-    run(first.people, orders(30))
-    checkpoint = PeopleCheckpoint(tmp_path / "people.pickle")
-    checkpoint.save(first, 29, [])
-    restored = Pipeline(Settings())
-    assert checkpoint.restore(restored) == (29, [])
-    for person in ("a:d0", "a:d3", "a:d6"):
-        assert restored.people.value_model.predict_one({"person_id": person}) == first.people.value_model.predict_one(
+def test_the_people_process_computes_the_stage_and_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """The worker's child process (a real one): a batch's effects are the stage's own, its checkpoint restores
+    what the stage learned, and the effects come back to redo until the checkpoint is marked done."""
+    path, rows = tmp_path / "people.pickle", orders(30)
+    erase = EraseMarker(key="", ids=["d3"], subjects=[]).to_json()
+
+    async def first_run() -> tuple[list[Effect], bytes]:
+        people = await PeopleProcess.start(Settings(), path)
+        try:
+            assert (people.offset, people.redo) == (-1, [])
+            return await people.batch([r.to_json() for r in rows] + [erase], last=30, token="people:0:0-30")
+        finally:
+            people.close()
+
+    effects, state = asyncio.run(first_run())
+    here = PeopleStage(Settings())
+    want = run(here, rows)
+    here.forget(["d3"], at=datetime.now(UTC))
+    assert {e.table: len(e.rows) for e in effects} == {t: len(r) for t, r in want.tables().items() if r}
+    credits = next(e for e in effects if e.table == "attribution_credits")
+    assert credits.rows == want.credits
+    assert credits.token == "people:0:0-30:attribution_credits"
+    Checkpoint[object](path).write(state)
+
+    async def restart() -> PeopleProcess:
+        people = await PeopleProcess.start(Settings(), path)
+        people.close()
+        return people
+
+    again = asyncio.run(restart())
+    assert (again.offset, [e.token for e in again.redo]) == (30, [e.token for e in effects])
+    restored = Checkpoint[PeopleStage](path).load()
+    assert restored is not None
+    for person in ("a:d0", "a:d3", "a:d6"):  # learned, and d3 forgotten, in the child
+        assert restored.state.value_model.predict_one({"person_id": person}) == here.value_model.predict_one(
             {"person_id": person}
         )
-    assert restored.people.identity.assignment() == first.people.identity.assignment()
-    assert PeopleCheckpoint(tmp_path / "missing.pickle").restore(Pipeline(Settings())) == (-1, [])
+    assert restored.state.identity.assignment() == here.identity.assignment()
+    Checkpoint[object](path).done(30)
+    assert asyncio.run(restart()).redo == []
+    assert asyncio.run(restart()).offset == 30
+
+
+def test_a_failure_in_the_people_process_reaches_the_worker_with_its_reason(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        people = await PeopleProcess.start(Settings(), tmp_path / "people.pickle")
+        try:
+            await people.batch([b"{not a row"], last=0, token="t")
+        finally:
+            people.close()
+
+    with pytest.raises(PeopleProcessError, match="JSONDecodeError: unexpected character"):
+        asyncio.run(scenario())
 
 
 def test_marketing_denied_people_get_no_alerts() -> None:
@@ -204,3 +248,15 @@ def test_the_persons_do_not_depend_on_how_partitions_interleave() -> None:
     assert views[1] == views[2] == views[0]
     for view, assignment in zip(views, assignments, strict=True):
         assert all(person in {assignment.get(f"a:{i}"), assignment.get(f"u:{i}")} for i, person in view.items())
+
+
+def test_the_people_process_ends_when_the_worker_goes_away(tmp_path: Path) -> None:
+    """A killed worker sends no goodbye: the child sees its pipe close and exits by itself."""
+
+    async def scenario() -> PeopleProcess:
+        return await PeopleProcess.start(Settings(), tmp_path / "people.pickle")
+
+    people = asyncio.run(scenario())
+    people._conn.close()  # what a SIGKILL of the worker leaves
+    people._process.join(30)
+    assert people._process.exitcode == 0
