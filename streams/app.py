@@ -635,6 +635,8 @@ async def _people_loop(
         people = await PeopleProcess.start(settings, checkpoint.path)
         stack.push_async_callback(asyncio.to_thread, people.close)
         last_offset = people.offset
+        if last_offset >= 0:
+            log.info("person-level state restored", path=str(checkpoint.path), offset=last_offset)
         if people.redo:
             producer = output()
             await _make(sink, people.redo, (producer, topics))
