@@ -5,6 +5,8 @@
 A latency run then sends events at a fixed rate (``--latency-rate``, default 1,000/s) to a warm worker and
 reports the event-to-score time (producer send to the score's Kafka timestamp, p50/p99, and the p99 of the
 events sent in each 5 s, which shows whether a stall or the whole run makes the p99) and the model time.
+With ``--latency-backlog N`` the worker first works through N events, so the run meets the state a running
+worker has built up (the person-level stage's cost grows with it).
 
 Input is simulator traffic (seed 1, 1% malformed). Embedded mode runs :class:`EmbeddedRunner` into a fresh
 chDB warehouse in this process: the pipeline on one thread and, with a second CPU, each batch's inserts in a
