@@ -31,6 +31,7 @@ from typing import Any
 from schemas.privacy import ERASE_MARKER, EraseMarker
 from schemas.records import EventRow
 from streams.checkpoint import Checkpoint, Effect, effects_of
+from streams.logs import configure
 from streams.people import PeopleStage, PeopleUpdate
 from streams.settings import Settings
 
@@ -106,6 +107,7 @@ def _serve(conn: Connection, settings: Settings, path: Path) -> None:
     # The worker decides when the child ends (Ctrl-C or a service manager signal the whole group).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    configure(level=settings.log_level, json=settings.log_json)  # a fresh interpreter: log like the worker
     try:
         restored = Checkpoint[PeopleStage](path).load()
         stage = PeopleStage(settings) if restored is None else restored.state
