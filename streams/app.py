@@ -626,23 +626,20 @@ async def _people_loop(
     """The person-level stage on its one partition, computed in a child process (:mod:`streams.people_process`)
     and checkpointed here with each batch's effects before they are made (see :mod:`streams.checkpoint`).
     Rows at or below the checkpoint's offset are not applied twice, and effects a kill interrupted are made
-    on restart."""
+    on restart. Only the worker that owns the partition starts the process, with its first batch (a killed
+    owner's last batch is delivered again, so its effects are redone then)."""
     checkpoint = Checkpoint[object](settings.data_dir / "people-checkpoint.pickle")
     topics = published_topics(settings)
     async with contextlib.AsyncExitStack() as stack:
         sink = await asyncio.to_thread(_open_sink, settings)
         stack.push_async_callback(asyncio.to_thread, sink.close)
-        people = await PeopleProcess.start(settings, checkpoint.path)
-        stack.push_async_callback(asyncio.to_thread, people.close)
-        last_offset = people.offset
-        if last_offset >= 0:
-            log.info("person-level state restored", path=str(checkpoint.path), offset=last_offset)
-        if people.redo:
-            producer = output()
-            await _make(sink, people.redo, (producer, topics))
-            await producer.flush()
-            checkpoint.done(last_offset)
+        people: PeopleProcess | None = None
+        last_offset = -1
         async for batch in take_batches(stream, settings.batch_size, 0.5):
+            if people is None:
+                people = await PeopleProcess.start(settings, checkpoint.path)
+                stack.push_async_callback(asyncio.to_thread, people.close)
+                last_offset = await _restored(people, checkpoint, sink, output(), topics)
             fresh = [e for e in batch if e.message.offset > last_offset]
             if not fresh:
                 continue
@@ -659,6 +656,23 @@ async def _people_loop(
             await _make(sink, effects)
             await producer.flush()
             checkpoint.done(last_offset)
+
+
+async def _restored(
+    people: PeopleProcess,
+    checkpoint: Checkpoint[object],
+    sink: ClickHouseSink,
+    producer: OutputProducer,
+    topics: Topics,
+) -> int:
+    """Make (and publish) the effects the checkpoint's last batch may not have made; its offset (-1: none)."""
+    if people.offset >= 0:
+        log.info("person-level state restored", path=str(checkpoint.path), offset=people.offset)
+    if people.redo:
+        await _make(sink, people.redo, (producer, topics))
+        await producer.flush()
+        checkpoint.done(people.offset)
+    return people.offset
 
 
 class _Outputs:

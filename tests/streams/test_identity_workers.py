@@ -41,6 +41,19 @@ def assignment(data_dir: Path) -> dict[str, str] | None:
     return dict(people.identity.assignment())
 
 
+def people_processes(pid: int) -> int:
+    """How many person-level child processes (multiprocessing's ``spawn_main``) the process ``pid`` has."""
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        count += parent == pid and b"spawn_main" in command
+    return count
+
+
 def test_two_workers_assign_the_same_persons_as_one(kafka_bootstrap: str, tmp_path: Path) -> None:
     from models.simulator import SimulationConfig, simulate
 
@@ -73,6 +86,8 @@ def test_two_workers_assign_the_same_persons_as_one(kafka_bootstrap: str, tmp_pa
                     time.sleep(25)
                     assert produce(settings, lines) == len(lines)
                     wait_drained(deployment, second, log, timeout=600)
+                    # only the owner of the people partition started the person-level process
+                    assert sorted(people_processes(w.pid) for w in (first, second)) == [0, 1]
             else:
                 assert produce(settings, lines) == len(lines)
             wait_drained(deployment, first, log, timeout=600)
