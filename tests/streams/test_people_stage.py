@@ -260,3 +260,19 @@ def test_the_people_process_ends_when_the_worker_goes_away(tmp_path: Path) -> No
     people._conn.close()  # what a SIGKILL of the worker leaves
     people._process.join(30)
     assert people._process.exitcode == 0
+
+
+def test_a_killed_people_process_fails_the_worker_with_a_clear_error(tmp_path: Path) -> None:
+    """The child killed (say by the OOM killer): the worker's next batch fails at once, saying so."""
+
+    async def scenario() -> None:
+        people = await PeopleProcess.start(Settings(), tmp_path / "people.pickle")
+        try:
+            people._process.kill()
+            people._process.join(30)
+            await people.batch([orders(1)[0].to_json()], last=0, token="t")
+        finally:
+            people.close()
+
+    with pytest.raises(PeopleProcessError, match=r"the person-level process exited \(code -9\)"):
+        asyncio.run(scenario())
