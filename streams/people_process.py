@@ -4,7 +4,8 @@ Why a process: the stage's work (identity, attribution, value, churn) and its ch
 the number of persons it knows. In the worker's process both held the GIL, so every event waiting for a
 score waited behind them. After the worker had worked through 60,000 events, event-to-score p99 at 1,000
 events/s was 292-396 ms with the stage in the worker's process and 97-256 ms with it here (lower in 5 of 5
-alternating pairs; README, Benchmarks). In a child process the stage runs on another core.
+alternating pairs; 97-406 ms over all eight runs of this code, median 209 against 311; README, Benchmarks).
+In a child process the stage runs on another core.
 
 The split: the worker keeps every piece of I/O. It reads the ``people`` topic, publishes, writes the
 checkpoint file and makes the warehouse inserts, so one process still owns an embedded (chDB) warehouse.
