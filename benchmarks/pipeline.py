@@ -72,7 +72,8 @@ def bench_embedded(lines: list[bytes]) -> dict[str, Any]:
     data = b"\n".join(lines) + b"\n"
     with tempfile.TemporaryDirectory() as tmp, ClickHouseSink(dsn=f"chdb://{tmp}") as sink:
         sink.migrate()
-        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, batch_size=5000)
+        settings = Settings()
+        runner = EmbeddedRunner(pipeline=Pipeline(settings), sink=sink, batch_size=settings.batch_size)
         start, cpu_start = time.perf_counter(), time.process_time()
         summary = runner.run(ndjson_lines(io.BytesIO(data), "bench"))
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start

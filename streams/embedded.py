@@ -71,7 +71,7 @@ class EmbeddedRunner:
         *,
         pipeline: Pipeline,
         sink: ClickHouseSink,
-        batch_size: int = 5000,
+        batch_size: int = 20_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         write_behind: bool | None = None,
     ) -> None:

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     fx_rates: Annotated[str, Field(pattern=r"^([A-Z]{3}=[0-9.]+)?(,[A-Z]{3}=[0-9.]+)*$")] = Field(
         "EUR=0.92,GBP=0.79", description="units of each currency per one unit of value_currency, e.g. EUR=0.92"
     )
-    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 20_000
     batch_seconds: Annotated[float, Field(gt=0)] = 1.0
     linger_ms: Annotated[int, Field(ge=1, le=10_000)] = Field(
         1,
