@@ -256,6 +256,15 @@ class ClickHouseSink:
         """One insert with retries; the same ``token`` makes a retried insert a no-op on the server."""
         getter = self._getters[table]
         data = [getter(row) for row in rows]
+        try:
+            self._insert_retrying(table, data, token=token)
+        finally:
+            # clickhouse-connect's insert context refers to itself (a bound method in an attribute), so it
+            # is freed only by the cyclic collector, and with it the rows it holds: emptied here, they are
+            # freed now, and the collector has ~27k fewer objects to scan per 20,000 embedded inputs.
+            data.clear()
+
+    def _insert_retrying(self, table: str, data: list[tuple[Any, ...]], *, token: str) -> None:
         settings: dict[str, Any] = {"insert_deduplication_token": token, "async_insert": 0}
         attempt = 0
         while True:

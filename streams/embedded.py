@@ -208,6 +208,7 @@ class EmbeddedRunner:
             self.sink.insert_all(buffers, token=token)
         else:
             self._writing = self._writer.submit(self.sink.insert_all, buffers, token=token)
+        del buffers  # inserted in line, the rows are freed now rather than scanned by the collection
         gc.collect(1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,23 @@ def test_same_token_is_stored_once_other_token_twice(warehouse_dsn: str) -> None
         assert sink.query("SELECT count() FROM events").result_rows == [(100,)]
         sink.insert("events", batch, token="t:0:100-199")  # the control: no token match, rows double
         assert sink.query("SELECT count(), uniqExact(message_id) FROM events").result_rows == [(200, 100)]
+
+
+def test_an_insert_leaves_no_rows_for_the_cyclic_collector(warehouse_dsn: str) -> None:
+    """clickhouse-connect's insert context is a reference cycle: the rows it holds must not wait for the
+    collector (embedded mode collects once per batch: 52-63 ms per 20,000 inputs with them, 8-27 ms without)."""
+    with ClickHouseSink(dsn=warehouse_dsn) as sink:
+        sink.migrate()
+        batch = rows(1000)
+        gc.collect()
+        gc.disable()
+        try:
+            sink.insert("events", batch, token="t:0:0-999")
+            unreachable = gc.collect()
+        finally:
+            gc.enable()
+        assert sink.query("SELECT count() FROM events").result_rows == [(1000,)]
+    assert unreachable < 100  # the context's own few objects; 1,000 row tuples and more when they are kept
 
 
 class FlakyClient:
