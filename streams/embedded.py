@@ -63,6 +63,10 @@ def ndjson_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, bytes]]:
             yield f"{name}:{number}", raw
 
 
+PROGRESS_EVERY = 1000
+"""Inputs between two advances of ``run``'s progress callback (a batch is 20,000 by default: seconds of work)."""
+
+
 class EmbeddedRunner:
     """Drive :class:`Pipeline` over inputs and write to ``sink``; device state lives in a dict."""
 
@@ -90,6 +94,8 @@ class EmbeddedRunner:
     _writing: Future[int] | None = None
 
     def run(self, inputs: Iterable[tuple[str, bytes]], *, progress: Callable[[int], None] | None = None) -> RunSummary:
+        """Every input through the pipeline into the sink; ``progress(n)`` is called as inputs are processed,
+        every :data:`PROGRESS_EVERY` and for the rest at the end (its calls sum to the inputs)."""
         with _young_gc_only(), ExitStack() as stack:
             if self.write_behind:
                 self._writer = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="revstream-sink"))
@@ -139,15 +145,15 @@ class EmbeddedRunner:
                 self._settle(late, valid, failed, summary)
                 self._flush(valid, failed, refused, first, last)
                 first = ""
-                if progress is not None:
-                    progress(self.batch_size)
+            if progress is not None and summary.inputs % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
         # End of input: every open session is over, so it is labelled and written too.
         self._end = True
         if first:
             self._settle(late, valid, failed, summary)
             self._flush(valid, failed, refused, first, last)
-            if progress is not None:
-                progress(summary.inputs % self.batch_size)
+        if progress is not None and summary.inputs % PROGRESS_EVERY:
+            progress(summary.inputs % PROGRESS_EVERY)
         return summary
 
     def _accept(self, row: EventRow, valid: list[EventRow], summary: RunSummary) -> None:

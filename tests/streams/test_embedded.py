@@ -234,3 +234,17 @@ def test_inserts_are_made_behind_only_with_a_second_cpu(
         runner.run(_numbered([segment(messageId=f"m{i}") for i in range(7)], {}))
         assert sink.query("SELECT count() FROM events").result_rows[0][0] == 7
     assert used == threads
+
+
+def test_progress_advances_every_thousand_inputs_within_a_batch(warehouse_dsn: str) -> None:
+    """A batch is 20,000 inputs: the bar must not wait for a flush to move, and its steps sum to the input."""
+    data = b"\n".join(segment(messageId=f"m{i}", anonymousId=f"d{i % 50}") for i in range(2500))
+    steps: list[int] = []
+    with ClickHouseSink(dsn=warehouse_dsn) as sink:
+        sink.migrate()
+        runner = EmbeddedRunner(pipeline=Pipeline(Settings()), sink=sink, write_behind=False)
+        summary = runner.run(ndjson_lines(io.BytesIO(data), "input"), progress=steps.append)
+        stored = sink.query("SELECT count() FROM events").result_rows[0][0]
+    assert runner.batch_size == 20_000
+    assert steps == [1000, 1000, 500]
+    assert summary.inputs == stored == 2500
