@@ -179,9 +179,7 @@ def bench_kafka(lines: list[bytes], bootstrap: str, partitions: int) -> dict[str
                 first_commit = None
                 try:
                     while True:
-                        if proc.poll() is not None:
-                            msg = f"worker exited: {log.read_text()[-2000:]}"
-                            raise RuntimeError(msg)
+                        _check_alive(proc, log)
                         lag, raw_done = committed_lag(bootstrap, prefix, prefix, partitions)
                         now = time.perf_counter()
                         if first_commit is None and raw_done > 0:
@@ -272,9 +270,7 @@ def bench_latency(
                     producer.flush()
                     deadline = time.monotonic() + 120  # start-up and the first score are not measured
                     while time.monotonic() < deadline and consumer.poll(1.0) is None:
-                        if proc.poll() is not None:
-                            error = f"worker exited: {log.read_text()[-2000:]}"
-                            raise RuntimeError(error)
+                        _check_alive(proc, log)
                     if backlog:
                         _work_through(producer, settings, lines[:backlog], proc, log)
                     # The other agents are still opening their warehouse connections (migrations in threads)
@@ -314,13 +310,18 @@ def _work_through(
         producer.poll(0)
     producer.flush()
     while True:
-        if proc.poll() is not None:
-            error = f"worker exited: {log.read_text()[-2000:]}"
-            raise RuntimeError(error)
+        _check_alive(proc, log)
         lag, raw_done = committed_lag(settings.kafka_bootstrap, settings.app_id, settings.topic_prefix, 1)
         if lag == 0 and raw_done > len(lines):  # and the warm-up event
             return
         time.sleep(0.5)
+
+
+def _check_alive(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Raise with the end of the worker's log if the worker has exited."""
+    if proc.poll() is not None:
+        msg = f"worker exited: {log.read_text()[-2000:]}"
+        raise RuntimeError(msg)
 
 
 _SETTLE_SECONDS = 5.0

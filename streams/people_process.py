@@ -70,27 +70,27 @@ class PeopleProcess:
 
         Returns the batch's effects (tokens ``{token}:{table}``) and the checkpoint that includes them, to
         be written before they are made."""
-        effects, checkpoint = await asyncio.to_thread(self._call, (values, last, token))
-        return effects, checkpoint
+        return await asyncio.to_thread(self._call, (values, last, token))
 
     def _call(self, request: tuple[list[bytes], int, str]) -> Any:
         """Send a request and wait for its answer (in a thread: a big batch fills the pipe)."""
         try:
             self._conn.send(request)
         except OSError as e:
-            msg = f"the person-level process exited (code {self._process.exitcode})"
-            raise PeopleProcessError(msg) from e
+            raise self._exited() from e
         return self._receive()
 
     def _receive(self) -> Any:
         try:
             ok, payload = self._conn.recv()
         except (EOFError, OSError) as e:
-            msg = f"the person-level process exited (code {self._process.exitcode})"
-            raise PeopleProcessError(msg) from e
+            raise self._exited() from e
         if not ok:
             raise PeopleProcessError(payload)
         return payload
+
+    def _exited(self) -> PeopleProcessError:
+        return PeopleProcessError(f"the person-level process exited (code {self._process.exitcode})")
 
     def close(self, timeout: float = 10.0) -> None:
         """Ask the child to exit, and kill it if it has not within ``timeout`` seconds."""
