@@ -5,7 +5,8 @@ Pure models, no transport. Modules:
 * :mod:`models.scoring.features`: :class:`DeviceFeatures`, the per-device state whose ``update(row)``
   returns the feature snapshot every scoring model reads (keys: :data:`NUMERIC_FEATURES` and one-hot
   ``channel=<channel>``/``device=<device_type>``);
-* :mod:`models.scoring.propensity`: :class:`PropensityModel`, River logistic regression on the snapshot;
+* :mod:`models.scoring.propensity`: :class:`PropensityModel`, online logistic regression on the snapshot
+  (River's scaler and AdaGrad regression, computed on NumPy vectors);
 * :mod:`models.scoring.propensity_learner`: :class:`PropensityLearner`, the delayed-label stage: scores
   events, labels sessions on order or after 30 minutes of inactivity in event time, learns from pre-order
   snapshots, evaluates, emits :class:`schemas.scores.SessionRecord` rows;

@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from models.scoring.challenger import CHALLENGER, ONLINE, Champion
 from models.scoring.features import NUMERIC_FEATURES, epoch_ms
 from models.scoring.prequential import PrequentialEvaluator
-from models.scoring.propensity import PropensityModel
+from models.scoring.propensity import PropensityModel, feature_vector
 from schemas.records import EventRow
 from schemas.scores import ModelMetric, Score, SessionRecord
 
@@ -231,11 +231,11 @@ class PropensityLearner:
     def _score(
         self, session: PendingSession, snapshot: Mapping[str, float], challenger: float | None, version: str
     ) -> Published:
-        p = self.online.predict_proba_one(snapshot)[True]
+        vector = array("d", feature_vector(snapshot))
+        p = self.online.predict_vector(vector)
         online_version = self.online.model_version
         session.model_version = online_version
         _remember(session.predictions, ONLINE, p)
-        vector = array("d", [snapshot.get(k, 0.0) for k in NUMERIC_FEATURES])
         session.last_scored = vector
         if session.scored % session.stride == 0:
             session.samples.append(vector)
@@ -266,9 +266,8 @@ class PropensityLearner:
         samples = session.samples
         if samples[-1] is not session.last_scored:
             samples = [*samples, session.last_scored]
-        onehots = {f"channel={session.channel or 'unknown'}": 1.0, f"device={session.device_type or 'unknown'}": 1.0}
         for vector in samples:
-            self.online.learn_one({**dict(zip(NUMERIC_FEATURES, vector, strict=True)), **onehots}, purchased)
+            self.online.learn_vector(vector, purchased)
         self.sessions_learned += 1
 
     def _finish(self, session: PendingSession) -> FinishedSession:

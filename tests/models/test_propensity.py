@@ -6,15 +6,17 @@ import copy
 import math
 import pickle
 import random
-from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from river import compose, linear_model, optim, preprocessing
 
 from models.scoring.challenger import ONLINE
-from models.scoring.features import DeviceFeatures
+from models.scoring.features import NUMERIC_FEATURES, DeviceFeatures
 from models.scoring.prequential import PrequentialEvaluator, calibration, roc_auc
-from models.scoring.propensity import PropensityModel, design
+from models.scoring.propensity import INPUTS, PropensityModel, Vector, design, design_vector, feature_vector
 from models.scoring.propensity_learner import FinishedSession, PropensityLearner
 from schemas.records import EventRow
 from schemas.scores import Score
@@ -30,9 +32,9 @@ class RecordingModel(PropensityModel):
         super().__init__()
         self.learned: list[tuple[dict[str, float], bool, float]] = []
 
-    def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None:
-        self.learned.append((dict(x), y, w))
-        super().learn_one(x, y, w)
+    def learn_vector(self, values: Sequence[float] | Vector, y: bool, w: float = 1.0) -> None:
+        self.learned.append((dict(zip(NUMERIC_FEATURES, values, strict=True)), y, w))
+        super().learn_vector(values, y, w)
 
 
 def run(learner: PropensityLearner, rows: list[EventRow], *, bot: bool = False) -> list[object]:
@@ -91,7 +93,69 @@ def test_design_is_log_counts_recency_and_indicators() -> None:
     x = design({"product_views": math.e - 1, "days_since_last_visit": 1.0, "device=mobile": 1.0})
     assert x["product_views"] == pytest.approx(1.0)
     assert x["days_since_last_visit"] == 0.5
-    assert (x["viewed_product"], x["added_to_cart"], x["device=mobile"]) == (1.0, 0.0, 1.0)
+    assert x["days_since_last_order"] == 1.0  # a missing feature is 0: an order today
+    assert (x["viewed_product"], x["added_to_cart"]) == (1.0, 0.0)
+    assert list(x) == list(INPUTS)  # the one-hots are not inputs
+
+
+def test_design_floors_negative_features_at_zero() -> None:
+    x = design({"cart_value": -5.0, "days_since_last_order": -2.0, "events": 3.0})
+    assert (x["cart_value"], x["days_since_last_order"], x["landing"]) == (0.0, 1.0, 0.0)
+    assert design_vector(feature_vector({"events": 3.0})).tolist() == list(design({"events": 3.0}).values())
+
+
+def _river_pipeline(model: PropensityModel) -> Any:
+    """River's pipeline with the model's settings: what :class:`PropensityModel` was, and must still compute."""
+    return compose.Pipeline(
+        preprocessing.StandardScaler(),
+        linear_model.LogisticRegression(
+            optimizer=optim.AdaGrad(model.learning_rate),
+            l2=model.l2,
+            intercept_init=math.log(model.prior / (1.0 - model.prior)),
+            intercept_lr=model.intercept_lr,
+        ),
+    )
+
+
+def _river_p(river: Any, x: dict[str, float]) -> float:
+    return float(min(max(river.predict_proba_one(design(x))[True], 1e-6), 1.0 - 1e-6))  # clipped as the model
+
+
+def _snapshots(n: int, seed: int) -> list[tuple[dict[str, float], bool]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        x = {k: rng.choice((0.0, 0.0, 1.0, 3.0, 40.0, 365.0)) * rng.random() for k in NUMERIC_FEATURES}
+        x["events"] = float(rng.randint(1, 12))
+        out.append((x, rng.random() < (0.6 if x["cart_adds"] > 1.0 else 0.05)))
+    return out
+
+
+def test_model_computes_what_rivers_scaler_and_logistic_regression_compute() -> None:
+    model = PropensityModel(learning_rate=0.2, l2=0.01, prior=0.1)
+    river = _river_pipeline(model)
+    for x, y in _snapshots(3000, seed=3):
+        assert model.predict_proba_one(x)[True] == pytest.approx(_river_p(river, x), abs=1e-9)
+        model.learn_one(x, y)
+        river.learn_one(design(x), y)
+    assert model.predict_proba_one(x)[True] != pytest.approx(0.1)  # it has learned something
+
+
+def test_a_model_pickled_with_rivers_pipeline_restores_as_the_same_model() -> None:
+    model = PropensityModel()
+    river = _river_pipeline(model)
+    snapshots = _snapshots(500, seed=4)
+    for x, y in snapshots[:400]:
+        river.learn_one({**design(x), "channel=email": 1.0}, y)  # the one-hots the old model was given
+    state = {k: v for k, v in model.__dict__.items() if k in ("learning_rate", "intercept_lr", "l2", "prior")}
+    old = PropensityModel.__new__(PropensityModel)
+    old.__setstate__({**state, "pipeline": river, "n_learned": 400.0, "_spec": model._spec})
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.model_version == model.model_version  # same configuration: same version line
+    for x, y in snapshots[400:]:
+        assert restored.predict_proba_one(x)[True] == pytest.approx(_river_p(river, x), abs=1e-9)
+        restored.learn_one(x, y)
+        river.learn_one(design(x), y)
 
 
 def test_design_marks_the_landing_snapshot() -> None:
@@ -154,7 +218,6 @@ def test_learns_only_from_snapshots_before_the_order() -> None:
     assert max(x["events"] for x, _, _ in model.learned) == 4.0  # the checkout snapshot, not the order's
     assert max(x["checkout_starts"] for x, _, _ in model.learned) == 1.0
     assert [w for _, _, w in model.learned] == [1.0, 1.0, 1.0]  # the three scored snapshots, each counted once
-    assert all(x["channel=email"] == 1.0 and x["device=desktop"] == 1.0 for x, _, _ in model.learned)
     [done] = learner.expire(T0 + timedelta(hours=1))
     assert done.label
     assert done.record.purchased
