@@ -57,6 +57,7 @@ from models.scoring.engagement import EngagementScorer
 from models.scoring.retention import RetentionTrigger
 from models.scoring.sentiment import FeedbackSentiment
 from models.simulator import SimulationConfig, simulate
+from models.times import epoch_ms
 from schemas.alerts import Alert
 from schemas.records import EventRow
 
@@ -66,7 +67,6 @@ GAP_MS = 30 * 60_000
 LATENESS = timedelta(hours=1)
 WARMUP_SESSIONS = 500
 WARMUP_LABELS = 200
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _COUNTED = {
     "Product Viewed": "product_views",
     "Product List Viewed": "product_list_views",
@@ -79,10 +79,6 @@ _COUNTED = {
     "Rage Click": "rage_clicks",
     "Dead Click": "dead_clicks",
 }
-
-
-def ms(at: datetime) -> int:
-    return (at - _EPOCH) // timedelta(milliseconds=1)
 
 
 class DeviceHistory:
@@ -114,7 +110,7 @@ class SessionFeatures:
     __slots__ = ("counts", "first_ms", "flag_events", "flagged", "last_ms", "orders", "person", "snapshot", "start_ms")
 
     def __init__(self, row: EventRow, history: DeviceHistory, person: str) -> None:
-        at = ms(row.event_at)
+        at = epoch_ms(row.event_at)
         self.start_ms = self.first_ms = self.last_ms = at
         self.person = person
         self.flagged = False
@@ -133,7 +129,7 @@ class SessionFeatures:
         self.snapshot: dict[str, float] = {}
 
     def update(self, row: EventRow) -> dict[str, float]:
-        at = ms(row.event_at)
+        at = epoch_ms(row.event_at)
         previous = self.last_ms
         self.first_ms, self.last_ms = min(self.first_ms, at), max(self.last_ms, at)
         c = self.counts
@@ -249,7 +245,7 @@ class Runner:
     def row(self, row: EventRow) -> None:
         out, timer = self.out, self.out.timer
         out.rows += 1
-        at = ms(row.event_at)
+        at = epoch_ms(row.event_at)
         self.latest_ms = max(self.latest_ms, at)
         key = row.device_key
         opened = self.open.get(row.session_id)

@@ -30,13 +30,14 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
 from models.channels import ChannelClassifier
 from models.privacy import ConsentPolicy, PiiHasher
+from models.times import MS, epoch_ms, from_epoch_ms
 from schemas.ecommerce import OrderCompleted
 from schemas.errors import EventError
 from schemas.records import EventRow, FailedEvent, Refused
@@ -50,12 +51,6 @@ from schemas.segment import (
     TrackEvent,
     parse_event,
 )
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _ms(value: datetime) -> int:
-    return (value - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _to_ms_precision(value: datetime) -> datetime:
@@ -231,7 +226,7 @@ class DeviceState:
     @property
     def latest_at(self) -> datetime:
         """The device's latest event time: its dedupe memory reaches back ``dedupe_window`` from here."""
-        return _EPOCH + timedelta(milliseconds=self.latest_ms)
+        return from_epoch_ms(self.latest_ms)
 
     def to_json(self) -> bytes:
         """Compact wire form for a changelog or checkpoint.
@@ -357,7 +352,7 @@ class Sessionizer:
                 row.consent = state.consent if state.consent is not None else self.consent(None)
             if not row.consent.get("analytics", True):
                 return state, Refused(row.message_id, "analytics", row.event_at, row.source)
-        at_ms = _ms(row.event_at)
+        at_ms = epoch_ms(row.event_at)
         first = state.seen.get(row.message_id)
         if first is not None and first[0] == row.source:
             return state, None
@@ -374,7 +369,7 @@ class Sessionizer:
 
     def _expire(self, state: DeviceState, at_ms: int) -> None:
         state.latest_ms = max(state.latest_ms, at_ms)
-        horizon = state.latest_ms - self.dedupe_window // timedelta(milliseconds=1)
+        horizon = state.latest_ms - self.dedupe_window // MS
         seen = state.seen
         while seen:
             oldest = next(iter(seen))
@@ -383,7 +378,7 @@ class Sessionizer:
             del seen[oldest]
 
     def _session_for(self, row: EventRow, at_ms: int, state: DeviceState) -> SessionSpan:
-        gap = self.session_gap // timedelta(milliseconds=1)
+        gap = self.session_gap // MS
         for span in reversed(state.sessions):
             if span.started_ms - gap <= at_ms <= span.last_ms + gap:
                 span.started_ms = min(span.started_ms, at_ms)

@@ -10,29 +10,15 @@ bounds the state per person. :mod:`models.scoring.churn` reads it.
 ...     activity.add_session(day * DAY_MS, f"s{day}")
 >>> activity.session_ids, count_between(activity.session_ms, DAY_MS, 3 * DAY_MS)
 (['s1', 's2', 's3'], 2)
->>> from_ms(to_ms(datetime(2026, 1, 1, tzinfo=UTC))).isoformat()
-'2026-01-01T00:00:00+00:00'
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 DAY_MS = 86_400_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEEN_MS = 7 * DAY_MS  # how long a message id is remembered, so a redelivered event is not counted twice
-
-
-def to_ms(at: datetime) -> int:
-    """Epoch milliseconds of an aware datetime."""
-    return (at - _EPOCH) // timedelta(milliseconds=1)
-
-
-def from_ms(ms: int) -> datetime:
-    """The aware UTC datetime of epoch milliseconds."""
-    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def count_between(times: list[int], lo: int, hi: int) -> int:

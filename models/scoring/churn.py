@@ -87,8 +87,9 @@ from typing import Any, Protocol
 import orjson
 from river import linear_model, optim, preprocessing
 
-from models.scoring.activity import DAY_MS, CustomerActivity, count_between, from_ms, to_ms
+from models.scoring.activity import DAY_MS, CustomerActivity, count_between
 from models.scoring.sentiment import FeedbackSentiment
+from models.times import epoch_ms, from_epoch_ms
 
 MODEL = "churn"
 MODEL_VERSION = "churn-lr.1"
@@ -189,7 +190,11 @@ class _Pending:
 
     def label(self, *, churned: bool) -> ChurnLabel:
         return ChurnLabel(
-            person_id=self.person_id, at=from_ms(self.at_ms), features=self.features, proba=self.proba, churned=churned
+            person_id=self.person_id,
+            at=from_epoch_ms(self.at_ms),
+            features=self.features,
+            proba=self.proba,
+            churned=churned,
         )
 
 
@@ -291,7 +296,7 @@ class ChurnModel:
         name = row.event
         is_order = name == "Order Completed" and row.revenue is not None
         cause = "order" if is_order else _FRUSTRATION.get(name) or ("feedback" if name == "Feedback Submitted" else "")
-        at_ms = to_ms(row.event_at)
+        at_ms = epoch_ms(row.event_at)
         if cause:
             if row.message_id in activity.seen or (is_order and row.order_id in activity.order_ids):
                 return None  # a replay: counted already
@@ -386,7 +391,7 @@ class ChurnModel:
     def predict_person(self, person_id: str, at: datetime) -> float | None:
         """A customer's churn probability at ``at`` without an event; None if not a customer by then."""
         activity = self.activities.get(person_id)
-        features = None if activity is None else self.features(activity, to_ms(at))
+        features = None if activity is None else self.features(activity, epoch_ms(at))
         return None if features is None else self.predict_proba_one(features)
 
     # -- check-ins and labels ------------------------------------------------------------------------------
@@ -422,12 +427,12 @@ class ChurnModel:
         heapq.heappush(self._deadlines, (due_ms + self._horizon_ms, self._seq))
         self.n_checkins += 1
         return ChurnSnapshot(
-            person_id=person_id, session_id="", at=from_ms(due_ms), cause="checkin", features=x, proba=entry.proba
+            person_id=person_id, session_id="", at=from_epoch_ms(due_ms), cause="checkin", features=x, proba=entry.proba
         )
 
     def advance(self, watermark: datetime) -> ChurnUpdate:
         """Take the check-ins due by ``watermark``; learn (and return) those whose window it closed."""
-        wm = to_ms(watermark)
+        wm = epoch_ms(watermark)
         snapshots = []
         checkins = self._checkins
         while checkins and checkins[0][0] <= wm:

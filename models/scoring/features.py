@@ -52,11 +52,11 @@ True
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from models.times import epoch_ms
 from schemas.records import EventRow
 
 NUMERIC_FEATURES: tuple[str, ...] = (
@@ -93,8 +93,6 @@ NUMERIC_FEATURES: tuple[str, ...] = (
 NO_HISTORY_DAYS = 365.0
 """``days_since_last_order`` / ``days_since_last_visit`` of a device with no such event."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
 _HORIZON_MS = 30 * _DAY_MS
@@ -110,16 +108,6 @@ _COUNTED = {
 }
 _PAGE_TYPES = frozenset({"page", "screen"})
 _CART_EVENTS = frozenset({"Product Added", "Product Removed"})
-
-
-def epoch_ms(at: datetime) -> int:
-    """Milliseconds since the epoch (a naive time is taken as UTC, as everywhere in the pipeline).
-
-    >>> epoch_ms(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC))
-    1000
-    """
-    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // _MS
 
 
 def _number(value: object) -> float:

@@ -48,9 +48,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from models.scoring.challenger import CHALLENGER, ONLINE, Champion
-from models.scoring.features import NUMERIC_FEATURES, epoch_ms
+from models.scoring.features import NUMERIC_FEATURES
 from models.scoring.prequential import PrequentialEvaluator
 from models.scoring.propensity import PropensityModel, feature_vector
+from models.times import epoch_ms
 from schemas.records import EventRow
 from schemas.scores import ModelMetric, Score, SessionRecord
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from models.scoring.activity import to_ms
 from models.scoring.churn import MODEL, MODEL_VERSION, ChurnSnapshot
+from models.times import MS, epoch_ms
 from schemas.alerts import Alert
 
 if TYPE_CHECKING:
@@ -55,9 +55,9 @@ class RetentionTrigger:
         """The alert this snapshot raises, or None (below threshold, model too young, or cooling down)."""
         if not self.predict_one(snapshot) or model.n_labels < self.min_labels:
             return None
-        at_ms = to_ms(snapshot.at)
+        at_ms = epoch_ms(snapshot.at)
         last = self.last_alert_ms.get(snapshot.person_id)
-        if last is not None and at_ms < last + self.cooldown // timedelta(milliseconds=1):
+        if last is not None and at_ms < last + self.cooldown // MS:
             return None
         self.last_alert_ms[snapshot.person_id] = at_ms
         self.n_alerts += 1

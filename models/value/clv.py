@@ -54,11 +54,12 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import NotRequired, TypedDict
 
 import numpy as np
 
+from models.times import epoch_ms, from_epoch_ms
 from models.value.bgnbd import BgNbdParams, MbgNbdParams
 from models.value.fitting import FitError, FloatArray
 from models.value.gamma_gamma import GammaGammaParams
@@ -72,7 +73,6 @@ DEFAULT_SPEND_PRIOR = GammaGammaParams(p=6.25, q=3.74, gamma=15.44)
 # MBG/NBD has no published CDNOW fit in FHL; this is ours on the same data (tests/models/test_value_cdnow.py).
 MBG_PRIOR = MbgNbdParams(r=0.525, alpha=6.183, a=0.891, b=1.614).in_unit(7.0)
 MODEL_NAME = "bgnbd-gg"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class OrderEvent(TypedDict):
@@ -90,12 +90,6 @@ class ValueQuery(TypedDict):
 
     person_id: str
     at: NotRequired[datetime]
-
-
-def _epoch_ms(at: datetime) -> int:
-    # A naive time is taken as UTC, as everywhere in the pipeline.
-    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // timedelta(milliseconds=1)
 
 
 class CustomerValueModel:
@@ -175,7 +169,7 @@ class CustomerValueModel:
                 self._skip("currency")
                 return
             revenue /= rate
-        at_ms, order_id = _epoch_ms(x["at"]), x.get("order_id", "")
+        at_ms, order_id = epoch_ms(x["at"]), x.get("order_id", "")
         summary = self.summaries.get(person_id)
         if summary is None:
             self.summaries[person_id] = CustomerSummary.first_order(at_ms=at_ms, revenue=revenue, order_id=order_id)
@@ -201,7 +195,7 @@ class CustomerValueModel:
     def advance_to(self, at: datetime) -> None:
         """Move the model's clock forward to ``at`` (never back), e.g. from a timer or the stream's watermark,
         so that a refit or a prediction sees customers' current ages without waiting for the next order."""
-        at_ms = _epoch_ms(at)
+        at_ms = epoch_ms(at)
         self.clock_ms = at_ms if self.clock_ms is None else max(self.clock_ms, at_ms)
 
     def merge_one(self, old: str, new: str) -> bool:
@@ -268,7 +262,7 @@ class CustomerValueModel:
 
     def predict_one(self, x: ValueQuery) -> CustomerValue:
         at = x.get("at")
-        now_ms = _epoch_ms(at) if at is not None else (self.clock_ms or 0)
+        now_ms = epoch_ms(at) if at is not None else (self.clock_ms or 0)
         person_id = x["person_id"]
         summary = self.summaries.get(person_id)
         if summary is None:
@@ -277,7 +271,7 @@ class CustomerValueModel:
 
     def values(self, *, at: datetime | None = None) -> Iterator[CustomerValue]:
         """Every known customer's value at ``at`` (default: the model's clock), computed in one pass."""
-        now_ms = _epoch_ms(at) if at is not None else (self.clock_ms or 0)
+        now_ms = epoch_ms(at) if at is not None else (self.clock_ms or 0)
         return self._score(list(self.summaries.items()), now_ms)
 
     def _score(self, people: list[tuple[str, CustomerSummary]], now_ms: int) -> Iterator[CustomerValue]:
@@ -286,7 +280,7 @@ class CustomerValueModel:
         p_alive = self.params.p_alive(x, t_x, age)
         purchases = self.params.expected_purchases(self.horizon_days, x, t_x, age)
         revenue = purchases * self.spend_params.expected_order_value(n, zbar)
-        computed_at = _EPOCH + timedelta(milliseconds=now_ms)
+        computed_at = from_epoch_ms(now_ms)
         version = self.model_version
         for i, (person_id, summary) in enumerate(people):
             snapshot = _snapshot(summary, now_ms)
@@ -327,7 +321,7 @@ class CustomerValueModel:
             currency=self.currency,
             horizon_days=self.horizon_days,
             model_version=self.model_version,
-            computed_at=_EPOCH + timedelta(milliseconds=now_ms),
+            computed_at=from_epoch_ms(now_ms),
         )
 
 
