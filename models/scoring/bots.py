@@ -46,6 +46,7 @@ pickle is remade once a window rather than at every checkpoint). ``process_one``
 
 from __future__ import annotations
 
+import functools
 import math
 import pickle
 import re
@@ -67,6 +68,20 @@ BOT_UA = re.compile(
     re.IGNORECASE,
 )
 UA_EVIDENCE = 0.98
+
+
+@functools.lru_cache(maxsize=4096)
+def is_bot_user_agent(user_agent: str) -> bool:
+    """Whether :data:`BOT_UA` matches. Memoised: the search takes ~28 us on a browser's user agent (case-
+    insensitive alternation), it runs at every event of a session at a checked page count, and a site sees
+    a few thousand distinct user agents, each with many events.
+
+    >>> is_bot_user_agent("Mozilla/5.0 (compatible; Googlebot/2.1)"), is_bot_user_agent("Mozilla/5.0 Cubot X30")
+    (True, False)
+    """
+    return BOT_UA.search(user_agent) is not None
+
+
 RULE_EVIDENCE = 0.9
 # fixed caps of the log1p transforms: beyond them a feature is simply "very large" (1.0)
 _CAPS = {
@@ -211,7 +226,7 @@ class BotDetector:
     def score_one(self, x: Mapping[str, float], *, user_agent: str = "") -> float:
         """Bot score in [0, 1] of a session snapshot (noisy-OR of the evidence)."""
         keep = 1.0
-        if user_agent and BOT_UA.search(user_agent):
+        if user_agent and is_bot_user_agent(user_agent):
             keep *= 1.0 - UA_EVIDENCE
         seconds = self._timing(x)
         if seconds is not None and seconds < self.min_seconds_per_page:

@@ -12,7 +12,7 @@ import pytest
 from river import anomaly
 
 from models.ingest import RowBuilder, Sessionizer
-from models.scoring.bots import BOT_UA, HST_FEATURES, BotDetector, hst_features
+from models.scoring.bots import BOT_UA, HST_FEATURES, BotDetector, hst_features, is_bot_user_agent
 from models.simulator import SimulationConfig, simulate
 from schemas.alerts import Alert, alert_id
 from schemas.records import EventRow
@@ -212,3 +212,21 @@ def test_the_pickled_detector_resumes_mid_window_and_reuses_the_trees_pickle() -
     assert restored.n_learned == straight.n_learned == 100
     assert restored.anomaly_score(probe) == straight.anomaly_score(probe) > 0.0
     assert restored.ranks.n == straight.ranks.n
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "python-requests/2.31.0",
+        "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (Linux; Android 12; Cubot X30) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0",
+    ],
+)
+def test_the_memoised_user_agent_check_answers_as_the_pattern(user_agent: str) -> None:
+    expected = BOT_UA.search(user_agent) is not None
+    assert is_bot_user_agent(user_agent) is expected
+    assert is_bot_user_agent(user_agent) is expected  # from memory
+    clean = {"page_views": 5.0, "dwell_seconds": 600.0, "max_scroll_depth": 50.0, "clicks": 3.0}
+    assert (BotDetector().score_one(clean, user_agent=user_agent) >= 0.98) is expected
