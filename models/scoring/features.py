@@ -110,9 +110,16 @@ _PAGE_TYPES = frozenset({"page", "screen"})
 _CART_EVENTS = frozenset({"Product Added", "Product Removed"})
 
 
+_LIMIT = 1e12  # as the commerce schema's money bound: no duration, depth or amount here is larger
+
+
 def _number(value: object) -> float:
-    # Properties are client data: a string or a missing field counts as 0, never as an exception.
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    # Properties are client data: a string, a missing field or an absurd number counts as 0, never as an
+    # exception. Bounded so that sums stay finite: two Page Engagement events of 1e308 ms once made an
+    # infinite snapshot value, and one infinite input turns a linear model's weights into NaN for good.
+    if isinstance(value, int | float) and not isinstance(value, bool) and -_LIMIT <= value <= _LIMIT:
+        return float(value)
+    return 0.0
 
 
 def _properties(row: EventRow) -> dict[str, Any]:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from models.scoring.features import NO_HISTORY_DAYS, NUMERIC_FEATURES, DeviceFeatures
+from models.scoring.propensity import PropensityModel
 from schemas.records import EXAMPLE_ROW, EventRow
 from schemas.scores import FEATURE_COLUMNS
 
@@ -202,3 +206,25 @@ def test_json_round_trip_resumes_exactly() -> None:
 def test_numeric_features_are_the_sessions_columns() -> None:
     assert FEATURE_COLUMNS == NUMERIC_FEATURES
     assert len(set(NUMERIC_FEATURES)) == len(NUMERIC_FEATURES)
+
+
+_PROPERTY_EVENTS = ["Page Engagement", "Scroll Depth Reached", "Product Added"]
+HOSTILE = st.one_of(
+    st.sampled_from([1e308, -1e308, 1.7e308, 1e13, 1e30, -1, "1e308", None]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(10**18), max_value=10**18),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PROPERTY_EVENTS), HOSTILE), max_size=8))
+@example([("Page Engagement", 1e308), ("Page Engagement", 1e308)])  # this once made an infinite engaged time
+def test_absurd_property_numbers_leave_every_feature_finite(events: list[tuple[str, object]]) -> None:
+    device, model = DeviceFeatures(), PropensityModel()
+    key = {"Page Engagement": "engagement_time_ms", "Scroll Depth Reached": "depth", "Product Added": "price"}
+    snapshot = device.update(make_row())
+    for i, (event, value) in enumerate(events):
+        snapshot = device.update(make_row(event, at=T0 + timedelta(seconds=i + 1), props={key[event]: value}))
+        assert all(math.isfinite(v) for v in snapshot.values()), snapshot
+        model.learn_one(snapshot, i % 2 == 0)
+    assert 0.0 < model.predict_proba_one(snapshot)[True] < 1.0  # a non-finite input would have made it NaN
