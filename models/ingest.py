@@ -37,7 +37,7 @@ import orjson
 
 from models.channels import ChannelClassifier
 from models.privacy import ConsentPolicy, PiiHasher
-from models.times import MS, epoch_ms, from_epoch_ms
+from models.times import MS, epoch_ms
 from schemas.ecommerce import OrderCompleted
 from schemas.errors import EventError
 from schemas.records import EventRow, FailedEvent, Refused
@@ -223,11 +223,6 @@ class DeviceState:
     seen: dict[str, tuple[str, int]] = field(default_factory=dict)
     latest_ms: int = 0
     consent: dict[str, bool] | None = None
-
-    @property
-    def latest_at(self) -> datetime:
-        """The device's latest event time: its dedupe memory reaches back ``dedupe_window`` from here."""
-        return from_epoch_ms(self.latest_ms)
 
     def to_json(self) -> bytes:
         """Compact wire form for a changelog or checkpoint.
