@@ -27,6 +27,9 @@ features that predict whether the current session orders. History is kept as sho
 milliseconds bounded by ``max_history`` and by the 30-day horizon, never per event, so the state is a few
 hundred bytes and an update costs a few microseconds (``benchmarks/scoring.py`` measures it).
 
+Property numbers are client data: a price, depth or engagement time that is not a number, or is outside
++-1e12, counts as 0, so every snapshot value is finite (one infinite input would spoil a linear model).
+
 Late events: an event of an *earlier* session (``row.session_id`` differs and its event time is before the
 current session started: hours-late delivery) changes nothing and returns ``{}`` - there is nothing to
 score. Out-of-order events within the current session are counted normally (the session's start and
