@@ -19,6 +19,8 @@ every topic; it reports both the end-to-end rate (worker start to drained) and t
 commit (startup excluded).
 The reference is a bare aiokafka consumer that reads the same raw topic and ``orjson.loads`` every value.
 A broker is started with ``scripts/kafka.sh`` unless one answers on ``--bootstrap``.
+``--broker-floor`` runs only the latency run's probe, with no worker: what the broker and the machine add
+on their own, to compare with the probe's figures in a latency run.
 """
 
 from __future__ import annotations
@@ -301,6 +303,29 @@ def bench_latency(
         return figures
 
 
+def bench_broker_floor(lines: list[bytes], bootstrap: str, *, rate: int, seconds: int) -> dict[str, Any]:
+    """The probe of :func:`bench_latency` with no worker running: events sent at ``rate`` for ``seconds``, and
+    when each became readable to a consumer process. Compared with a latency run's probe, it separates what
+    the broker and the machine add on their own from what a running worker makes them add."""
+    prefix = f"floor{uuid.uuid4().hex[:8]}"
+    settings = Settings(brokers=bootstrap, topic_prefix=prefix, app_id=prefix, partitions=1)
+    with fresh_topics(settings), tempfile.TemporaryDirectory() as tmp:
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        events = _latency_events(lines, rate * seconds)
+        with _readable_probe(bootstrap, settings.topic("events.raw"), Path(tmp), on=True) as readable:
+            sent = _send_at_rate(producer, settings.topic("events.raw"), events, rate)
+    floor = sorted(readable[mid] - at for mid, at in sent.items() if mid in readable)
+    return {
+        "rate_events_per_s": rate,
+        "seconds": seconds,
+        "sent": len(sent),
+        "read": len(floor),
+        "send_to_readable_ms_p50": _pct(floor, 0.5),
+        "send_to_readable_ms_p99": _pct(floor, 0.99),
+        "send_to_readable_ms_max": round(floor[-1], 2) if floor else float("nan"),
+    }
+
+
 def _work_through(
     producer: Producer, settings: Settings, lines: list[bytes], proc: subprocess.Popen[bytes], log: Path
 ) -> None:
@@ -469,6 +494,12 @@ def main() -> int:
         " machine's share of the latency, before any worker sees the event)",
     )
     parser.add_argument(
+        "--broker-floor",
+        action="store_true",
+        help="only the probe, with no worker running: when events sent at --latency-rate for --latency-seconds"
+        " become readable (what the broker and the machine add on their own; needs a broker)",
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         default=ROOT / "benchmarks" / "results" / "pipeline.json",
@@ -494,6 +525,10 @@ def main() -> int:
         print(f"latency: {figures}")
         return figures
 
+    if args.broker_floor:
+        figures = bench_broker_floor(lines, args.bootstrap, rate=args.latency_rate, seconds=args.latency_seconds)
+        print(f"broker floor: {figures}")
+        return 0
     if args.latency_only:
         results["latency"] = latency()
         return 0

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks.pipeline import _readable_probe, _window_p99, bench_latency, traffic
+from benchmarks.pipeline import _readable_probe, _window_p99, bench_broker_floor, bench_latency, traffic
 
 
 def test_a_stall_shows_in_its_own_window_only() -> None:
@@ -55,3 +55,15 @@ def test_a_latency_run_after_a_backlog_meets_the_state_and_is_scored(kafka_boots
     figures = bench_latency(traffic(3000), kafka_bootstrap, rate=50, seconds=4, linger_ms=1, backlog=2000)
     assert figures["backlog_events"] == 2000
     assert figures["scored_events"] >= 50, figures  # of the 200 sent: pages and track calls, not pings
+
+
+@pytest.mark.integration
+def test_the_broker_floor_reads_every_event_it_sent(kafka_bootstrap: str) -> None:
+    figures = bench_broker_floor(traffic(500), kafka_bootstrap, rate=100, seconds=2)
+    assert (figures["sent"], figures["read"]) == (200, 200)
+    assert (
+        0
+        <= figures["send_to_readable_ms_p50"]
+        <= figures["send_to_readable_ms_p99"]
+        <= figures["send_to_readable_ms_max"]
+    )
