@@ -298,7 +298,7 @@ def bench_latency(
             "model_ms_p99": _pct(model_ms, 0.99),
         }
         if probe:
-            floor = sorted(readable[mid] - at for mid, at in sent.items() if mid in readable)
+            floor = _send_to_readable(sent, readable)
             figures |= {"send_to_readable_ms_p50": _pct(floor, 0.5), "send_to_readable_ms_p99": _pct(floor, 0.99)}
         return figures
 
@@ -314,7 +314,7 @@ def bench_broker_floor(lines: list[bytes], bootstrap: str, *, rate: int, seconds
         events = _latency_events(lines, rate * seconds)
         with _readable_probe(bootstrap, settings.topic("events.raw"), Path(tmp), on=True) as readable:
             sent = _send_at_rate(producer, settings.topic("events.raw"), events, rate)
-    floor = sorted(readable[mid] - at for mid, at in sent.items() if mid in readable)
+    floor = _send_to_readable(sent, readable)
     return {
         "rate_events_per_s": rate,
         "seconds": seconds,
@@ -324,6 +324,11 @@ def bench_broker_floor(lines: list[bytes], bootstrap: str, *, rate: int, seconds
         "send_to_readable_ms_p99": _pct(floor, 0.99),
         "send_to_readable_ms_max": round(floor[-1], 2) if floor else float("nan"),
     }
+
+
+def _send_to_readable(sent: dict[str, float], readable: dict[str, float]) -> list[float]:
+    """Milliseconds from each event's send to when the probe could read it, sorted (events it read only)."""
+    return sorted(readable[mid] - at for mid, at in sent.items() if mid in readable)
 
 
 def _work_through(
